@@ -1,0 +1,71 @@
+"""Known-answer tests of SSIM, the photometric error, min-reprojection with auto-masking and smoothness."""
+
+import pytest
+import torch
+
+from sa4depth.geometry import Camera, Pose
+from sa4depth.losses.photometric import min_reprojection_loss, photometric_error, ssim
+from sa4depth.losses.sc_depth import depth_inconsistency
+from sa4depth.losses.smoothness import edge_aware_smoothness
+
+
+def test_ssim_hand_computed_constant_images():
+    """Constant images a, b: sigmas are 0, so SSIM = (2ab + c1) / (a^2 + b^2 + c1)."""
+    a, b, c1 = 0.2, 0.6, 0.01**2
+    s = ssim(torch.full((1, 1, 5, 5), a, dtype=torch.float64), torch.full((1, 1, 5, 5), b, dtype=torch.float64))
+    torch.testing.assert_close(s, torch.full_like(s, (2 * a * b + c1) / (a * a + b * b + c1)))
+
+
+def test_photometric_error_mixes_ssim_and_l1():
+    x, y = (torch.full((1, 3, 4, 4), v, dtype=torch.float64) for v in (0.2, 0.6))
+    s = (2 * 0.12 + 1e-4) / (0.4 + 1e-4)
+    expected = 0.85 * (1 - s) / 2 + 0.15 * 0.4
+    torch.testing.assert_close(photometric_error(x, y), torch.full((1, 1, 4, 4), expected, dtype=torch.float64))
+
+
+def test_min_reprojection_takes_the_best_source_and_skips_invalid():
+    target = torch.zeros(1, 3, 4, 4)
+    good, bad = torch.full_like(target, 0.1), torch.full_like(target, 0.5)
+    valid_all = torch.ones(1, 1, 4, 4, dtype=torch.bool)
+    loss, _ = min_reprojection_loss(target, [bad, good], [valid_all, valid_all])
+    assert loss.item() == pytest.approx(photometric_error(good, target).mean().item())
+    # Where the good source is invalid, the minimum falls back to the other one.
+    valid_half = valid_all.clone()
+    valid_half[..., :2] = False
+    loss_half, _ = min_reprojection_loss(target, [bad, good], [valid_all, valid_half])
+    e_good, e_bad = photometric_error(good, target).mean(), photometric_error(bad, target).mean()
+    assert loss_half.item() == pytest.approx(((e_good + e_bad) / 2).item(), rel=1e-5)
+
+
+def test_automask_removes_pixels_where_no_motion_explains_better():
+    target = torch.rand(1, 3, 8, 8)
+    static_source = target.clone()  # e.g. a frame where the camera did not move
+    warped = torch.rand_like(target)  # a wrong warp
+    valid = torch.ones(1, 1, 8, 8, dtype=torch.bool)
+    loss, info = min_reprojection_loss(target, [warped], [valid], sources=[static_source])
+    assert info["automask"].float().mean() == 0
+    assert loss.item() == 0
+
+
+def test_smoothness_zero_for_constant_and_scale_invariant():
+    image = torch.rand(1, 3, 6, 6)
+    disp = torch.rand(1, 1, 6, 6) + 0.1
+    torch.testing.assert_close(edge_aware_smoothness(disp, image), edge_aware_smoothness(3 * disp, image))
+    # Disparity step of 1 (relative to mean 0.5) across a flat image: exp(0) = 1 weights.
+    step = torch.cat([torch.zeros(1, 1, 2, 2), torch.ones(1, 1, 2, 2)], dim=-1)
+    flat = torch.zeros(1, 3, 2, 4)
+    # x gradients: each of the 2 rows has one jump of 1 / 0.5 = 2 among its 3 pairs; y gradients are 0.
+    assert edge_aware_smoothness(step, flat).item() == pytest.approx(2 * 2 / 6, rel=1e-5)
+
+
+def test_depth_inconsistency_zero_for_consistent_depths():
+    """A fronto-parallel plane at 10 m, camera moved 1 m forward: the source sees it at 9 m."""
+    cam = Camera.from_K(torch.tensor([[[50.0, 0, 15.5], [0, 50.0, 7.5], [0, 0, 1]]]), 32, 16)
+    T_src_tgt = Pose.from_aa(torch.zeros(1, 3), torch.tensor([[0.0, 0.0, -1.0]]))
+    diff, valid = depth_inconsistency(torch.full((1, 1, 16, 32), 10.0), torch.full((1, 1, 16, 32), 9.0),
+                                      T_src_tgt, cam)
+    assert valid.float().mean() > 0.7
+    assert diff[valid].abs().max() < 1e-5
+    diff_bad, _ = depth_inconsistency(torch.full((1, 1, 16, 32), 10.0), torch.full((1, 1, 16, 32), 18.0),
+                                      T_src_tgt, cam)
+    assert diff_bad[valid].mean().item() == pytest.approx(9 / 27, rel=1e-4)
