@@ -18,8 +18,9 @@ def make_dataset(root, frames=5, size=(64, 128)):
     seq = layout.sequence_dir(root, "seq0")
     poses = []
     for i in range(frames):
-        layout.write_image(seq / "images" / f"{layout.frame_name(i)}.png",
-                           rng.integers(0, 255, (*size, 3), dtype=np.uint8))
+        layout.write_image(
+            seq / "images" / f"{layout.frame_name(i)}.png", rng.integers(0, 255, (*size, 3), dtype=np.uint8)
+        )
         layout.write_depth(seq / "depth" / f"{layout.frame_name(i)}.npz", np.full(size, 5.0 + i, np.float32))
         T = np.eye(4)
         T[2, 3] = 0.5 * i  # moves forward 0.5 m per frame

@@ -12,7 +12,9 @@ from sa4depth.losses.smoothness import edge_aware_smoothness
 def test_ssim_hand_computed_constant_images():
     """Constant images a, b: sigmas are 0, so SSIM = (2ab + c1) / (a^2 + b^2 + c1)."""
     a, b, c1 = 0.2, 0.6, 0.01**2
-    s = ssim(torch.full((1, 1, 5, 5), a, dtype=torch.float64), torch.full((1, 1, 5, 5), b, dtype=torch.float64))
+    s = ssim(
+        torch.full((1, 1, 5, 5), a, dtype=torch.float64), torch.full((1, 1, 5, 5), b, dtype=torch.float64)
+    )
     torch.testing.assert_close(s, torch.full_like(s, (2 * a * b + c1) / (a * a + b * b + c1)))
 
 
@@ -20,7 +22,9 @@ def test_photometric_error_mixes_ssim_and_l1():
     x, y = (torch.full((1, 3, 4, 4), v, dtype=torch.float64) for v in (0.2, 0.6))
     s = (2 * 0.12 + 1e-4) / (0.4 + 1e-4)
     expected = 0.85 * (1 - s) / 2 + 0.15 * 0.4
-    torch.testing.assert_close(photometric_error(x, y), torch.full((1, 1, 4, 4), expected, dtype=torch.float64))
+    torch.testing.assert_close(
+        photometric_error(x, y), torch.full((1, 1, 4, 4), expected, dtype=torch.float64)
+    )
 
 
 def test_min_reprojection_takes_the_best_source_and_skips_invalid():
@@ -62,10 +66,12 @@ def test_depth_inconsistency_zero_for_consistent_depths():
     """A fronto-parallel plane at 10 m, camera moved 1 m forward: the source sees it at 9 m."""
     cam = Camera.from_K(torch.tensor([[[50.0, 0, 15.5], [0, 50.0, 7.5], [0, 0, 1]]]), 32, 16)
     T_src_tgt = Pose.from_aa(torch.zeros(1, 3), torch.tensor([[0.0, 0.0, -1.0]]))
-    diff, valid = depth_inconsistency(torch.full((1, 1, 16, 32), 10.0), torch.full((1, 1, 16, 32), 9.0),
-                                      T_src_tgt, cam)
+    diff, valid = depth_inconsistency(
+        torch.full((1, 1, 16, 32), 10.0), torch.full((1, 1, 16, 32), 9.0), T_src_tgt, cam
+    )
     assert valid.float().mean() > 0.7
     assert diff[valid].abs().max() < 1e-5
-    diff_bad, _ = depth_inconsistency(torch.full((1, 1, 16, 32), 10.0), torch.full((1, 1, 16, 32), 18.0),
-                                      T_src_tgt, cam)
+    diff_bad, _ = depth_inconsistency(
+        torch.full((1, 1, 16, 32), 10.0), torch.full((1, 1, 16, 32), 18.0), T_src_tgt, cam
+    )
     assert diff_bad[valid].mean().item() == pytest.approx(9 / 27, rel=1e-4)

@@ -1,6 +1,6 @@
 """Reads the sa4depth folder layout (`sa4depth.data.layout`): the synthetic world and prepared videos.
 
-Any sequence of frames with a ``cam.txt`` trains; ``poses.txt`` and ``depth/`` add ground truth for evaluation.
+Any sequence of frames with a ``cam.txt`` trains; ``poses.txt`` and ``depth/`` add ground truth.
 """
 
 from __future__ import annotations
@@ -69,8 +69,11 @@ class FolderDataset(Dataset):
     ):
         self.root = Path(root)
         if not (self.root / "sequences").is_dir():
-            raise InputError(self.root, "not a dataset root (no sequences/ folder); run `sa4depth synth` or "
-                             "`sa4depth prepare` to make one")
+            raise InputError(
+                self.root,
+                "not a dataset root (no sequences/ folder); run `sa4depth synth` or "
+                "`sa4depth prepare` to make one",
+            )
         split_path = Path(split) if Path(split).suffix == ".txt" else self.root / "splits" / f"{split}.txt"
         self.height, self.width, self.offsets = height, width, tuple(offsets)
         self.train, self.seed, self.epoch = train, seed, 0
@@ -82,8 +85,11 @@ class FolderDataset(Dataset):
             seq = self._sequence(name, split_path)
             for offset in (0, *self.offsets):
                 if not 0 <= index + offset < len(seq.frames):
-                    raise InputError(split_path, f"entry {line_no} ({name} {index}): frame {index + offset} "
-                                     f"does not exist ({len(seq.frames)} frames)")
+                    raise InputError(
+                        split_path,
+                        f"entry {line_no} ({name} {index}): frame {index + offset} "
+                        f"does not exist ({len(seq.frames)} frames)",
+                    )
 
     def _sequence(self, name: str, split_path: Path) -> SequenceFolder:
         if name not in self.sequences:
@@ -111,8 +117,11 @@ class FolderDataset(Dataset):
             path = seq.frames[index + offset]
             image = layout.read_image(path)
             if target_shape is not None and image.shape != target_shape:
-                raise InputError(path, f"frame size {image.shape[1]}x{image.shape[0]} differs from the "
-                                 f"target's {target_shape[1]}x{target_shape[0]}")
+                raise InputError(
+                    path,
+                    f"frame size {image.shape[1]}x{image.shape[0]} differs from the "
+                    f"target's {target_shape[1]}x{target_shape[0]}",
+                )
             target_shape = image.shape
             resized, K = resize_with_camera(image, seq.K, self.height, self.width)
             frames.append(resized)
@@ -133,7 +142,10 @@ class FolderDataset(Dataset):
         if seq.T_world_cam is not None:
             T_world_tgt = seq.T_world_cam[index]
             rel = [np.linalg.inv(seq.T_world_cam[index + o]) @ T_world_tgt for o in self.offsets]
-            sample["T_src_tgt"], sample["has_pose"] = torch.as_tensor(np.stack(rel), dtype=torch.float32), True
+            sample["T_src_tgt"], sample["has_pose"] = (
+                torch.as_tensor(np.stack(rel), dtype=torch.float32),
+                True,
+            )
         else:
             sample["T_src_tgt"], sample["has_pose"] = self._identity_poses, False
         if self.train:

@@ -26,7 +26,7 @@ SPLITS = ("train", "val", "test")
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename, so a kill never leaves half a file."""
+    """Write ``data`` to ``path`` via a temporary file and a rename: a kill never leaves half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -45,7 +45,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an RGB image as ``H x W x 3`` uint8; a missing, truncated or unreadable file raises `InputError`."""
+    """Read an RGB image as ``H x W x 3`` uint8; a missing or unreadable file raises `InputError`."""
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "image file not found")

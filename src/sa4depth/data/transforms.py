@@ -34,7 +34,9 @@ def resize_with_camera(
         cam = cam.crop(left, top, cw, ch)
     if image.shape[:2] != (height, width):
         shrinking = image.shape[0] > height or image.shape[1] > width
-        image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+        image = cv2.resize(
+            image, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
+        )
         cam = cam.resize_to(width, height)
     return image, cam.K().numpy()
 
@@ -78,7 +80,9 @@ def color_jitter(images: torch.Tensor, generator: torch.Generator, strength: flo
     return out.clamp(0, 1)
 
 
-def augment(sample: dict, generator: torch.Generator, flip_prob: float = 0.5, jitter_prob: float = 0.5) -> dict:
+def augment(
+    sample: dict, generator: torch.Generator, flip_prob: float = 0.5, jitter_prob: float = 0.5
+) -> dict:
     """Training augmentation: random flip of the whole snippet, then colour jitter of the network inputs."""
     if torch.rand(1, generator=generator).item() < flip_prob:
         sample = flip_sample(sample)

@@ -32,7 +32,7 @@ def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def photometric_error(pred: torch.Tensor, target: torch.Tensor, alpha: float = 0.85) -> torch.Tensor:
-    """``alpha * (1 - SSIM) / 2 + (1 - alpha) * L1``, averaged over channels: ``(B, 3, H, W)`` -> ``(B, 1, H, W)``."""
+    """``alpha * (1 - SSIM) / 2 + (1 - alpha) * L1``, channel mean: ``(B, 3, H, W)`` -> ``(B, 1, H, W)``."""
     l1 = (pred - target).abs().mean(1, keepdim=True)
     dssim = ((1 - ssim(pred, target)) / 2).clamp(0, 1).mean(1, keepdim=True)
     return alpha * dssim + (1 - alpha) * l1

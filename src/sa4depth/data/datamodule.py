@@ -1,0 +1,113 @@
+"""The Lightning data module: picks a dataset class by name from the config and serves its splits.
+
+New datasets register a builder in `DATASETS`; every pipeline then trains on them by config alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from sa4depth.config import DataConfig
+from sa4depth.data.folder import FolderDataset
+from sa4depth.errors import InputError
+
+DatasetBuilder = Callable[..., Dataset]
+
+DATASETS: dict[str, DatasetBuilder] = {"folder": FolderDataset}
+
+
+def register_dataset(name: str, builder: DatasetBuilder) -> None:
+    DATASETS[name] = builder
+
+
+def build_dataset(cfg: DataConfig, split: str, train: bool, seed: int = 0) -> Dataset:
+    """Build split ``split`` of the dataset named by ``cfg.dataset`` at the configured resolution."""
+    _register_builtin_datasets()
+    if cfg.dataset not in DATASETS:
+        raise InputError("config", f"data.dataset must be one of {sorted(DATASETS)}, got {cfg.dataset!r}")
+    if cfg.height % 32 or cfg.width % 32:
+        raise InputError(
+            "config", f"data.height and data.width must be multiples of 32, got {cfg.height}x{cfg.width}"
+        )
+    return DATASETS[cfg.dataset](
+        root=cfg.root,
+        split=split,
+        height=cfg.height,
+        width=cfg.width,
+        offsets=tuple(cfg.offsets),
+        train=train,
+        seed=seed,
+    )
+
+
+def _register_builtin_datasets() -> None:
+    """Import the optional dataset modules, which register themselves (kept lazy for start-up time)."""
+    import importlib
+
+    for module in ("kitti_raw", "kitti_odometry", "cityscapes", "nyu"):
+        try:
+            importlib.import_module(f"sa4depth.data.{module}")
+        except ModuleNotFoundError as e:
+            if e.name != f"sa4depth.data.{module}":
+                raise
+
+
+def collate(samples: list[dict]) -> dict:
+    """Stack tensors and keep strings and ints as lists / tensors."""
+    batch = {}
+    for key in samples[0]:
+        values = [s[key] for s in samples]
+        if isinstance(values[0], torch.Tensor):
+            batch[key] = torch.stack(values)
+        elif isinstance(values[0], bool | int | float):
+            batch[key] = torch.tensor(values)
+        else:
+            batch[key] = values
+    return batch
+
+
+class DepthDataModule(L.LightningDataModule):
+    """Train / val / test loaders for one dataset config."""
+
+    def __init__(self, cfg: DataConfig, seed: int = 0):
+        super().__init__()
+        self.cfg, self.seed = cfg, seed
+        self.train_set = self.val_set = self.test_set = None
+
+    def setup(self, stage: str | None = None) -> None:
+        if stage in (None, "fit") and self.train_set is None:
+            self.train_set = build_dataset(
+                self.cfg, self.cfg.train_split, train=self.cfg.augment, seed=self.seed
+            )
+        if stage in (None, "fit", "validate") and self.val_set is None:
+            val = build_dataset(self.cfg, self.cfg.val_split, train=False)
+            if 0 < self.cfg.max_val_samples < len(val):
+                step = len(val) / self.cfg.max_val_samples
+                val = Subset(val, [int(i * step) for i in range(self.cfg.max_val_samples)])
+            self.val_set = val
+        if stage in (None, "test") and self.test_set is None:
+            self.test_set = build_dataset(self.cfg, self.cfg.test_split, train=False)
+
+    def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=self.cfg.batch_size,
+            shuffle=shuffle,
+            drop_last=shuffle,
+            num_workers=self.cfg.num_workers,
+            collate_fn=collate,
+            persistent_workers=self.cfg.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set, shuffle=False)

@@ -1,0 +1,75 @@
+"""Tests for the pose network: output type and convention, near-identity start, gradients."""
+
+import pytest
+import torch
+
+from sa4depth.geometry import Pose
+from sa4depth.models import PoseNet
+from sa4depth.models.resnet import ResNet
+
+
+@pytest.fixture(scope="module")
+def net():
+    torch.manual_seed(0)
+    return PoseNet()
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_output_types_and_shapes(net, batch):
+    tgt, src = torch.rand(batch, 3, 64, 192), torch.rand(batch, 3, 64, 192)
+    aa, t = net.raw(tgt, src)
+    assert aa.shape == (batch, 3) and t.shape == (batch, 3)
+    T_src_tgt = net(tgt, src)
+    assert isinstance(T_src_tgt, Pose) and T_src_tgt.shape == (batch,)
+    net.eval()  # same batch-norm statistics for both calls
+    with torch.no_grad():
+        torch.testing.assert_close(net(tgt, src).data, Pose.from_aa(*net.raw(tgt, src)).data)
+    net.train()
+
+
+def test_near_identity_at_init(net):
+    angle_deg, trans = net(torch.rand(2, 3, 64, 192), torch.rand(2, 3, 64, 192)).magnitude()
+    assert bool((angle_deg < 0.05).all()), angle_deg  # measured ~0.005 deg
+    assert bool((trans < 1e-3).all()), trans  # measured ~5e-5
+
+
+def test_stacks_target_then_source(net):
+    seen = {}
+    hook = net.encoder.encoder.conv1.register_forward_pre_hook(lambda m, args: seen.update(x=args[0]))
+    tgt, src = torch.zeros(1, 3, 64, 64), torch.ones(1, 3, 64, 64)
+    net.raw(tgt, src)
+    hook.remove()
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    torch.testing.assert_close(seen["x"][:, :3], ((tgt - mean) / std).expand(1, 3, 64, 64))
+    torch.testing.assert_close(seen["x"][:, 3:], ((src - mean) / std).expand(1, 3, 64, 64))
+
+
+def test_gradients_reach_every_parameter():
+    torch.manual_seed(0)
+    net = PoseNet()
+    T = net(torch.rand(2, 3, 64, 192), torch.rand(2, 3, 64, 192))
+    # A loss on the Pose (rotation and translation) reaches the raw outputs through Pose.from_aa.
+    loss = (T.R - torch.eye(3)).pow(2).sum() + (T.t - 1.0).pow(2).sum()
+    loss.backward()
+    missing = [n for n, p in net.named_parameters() if p.grad is None or not bool(p.grad.abs().sum() > 0)]
+    assert missing == []
+
+
+def test_rejects_bad_inputs(net):
+    with pytest.raises(ValueError, match="multiples of 32"):
+        net(torch.rand(1, 3, 64, 208), torch.rand(1, 3, 64, 208))
+    with pytest.raises(ValueError, match="image_src"):
+        net(torch.rand(1, 3, 64, 192), torch.rand(2, 3, 64, 192))
+
+
+def test_param_count_and_pretrained(tmp_path, net):
+    # 11,176,512 (ResNet-18 without fc) + 9,408 (conv1 takes 6 channels) + 1,313,030 (decoder).
+    assert sum(p.numel() for p in net.parameters()) == 12_498_950
+    path = tmp_path / "resnet18.pth"
+    reference = ResNet(18)
+    torch.save(reference.state_dict(), path)
+    w = reference.conv1.weight.detach()
+    torch.testing.assert_close(
+        PoseNet(pretrained_path=path).encoder.encoder.conv1.weight.detach(), torch.cat([w, w], dim=1) / 2
+    )
