@@ -1,0 +1,99 @@
+"""The trainable system as a plain module: depth net, pose net, optional SA4Depth refinement, objective.
+
+`DepthPoseModel.training_forward` runs one self-supervised step's forward pass and returns the loss.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from sa4depth.config import Config
+from sa4depth.geometry import Camera, Pose
+from sa4depth.models.depth_net import DepthNet, disp_to_depth
+from sa4depth.models.pose_net import PoseNet
+from sa4depth.train.objectives import Monodepth2Objective, Predictions, build_objective, upsample_to
+
+
+def batch_camera(batch: dict) -> Camera:
+    H, W = batch["images"].shape[-2:]
+    return Camera.from_K(batch["K"], W, H)
+
+
+class DepthPoseModel(nn.Module):
+    """Depth network, separate pose network and (when ``cfg.refine.enabled``) the LM pose refinement.
+
+    Only ``depth_net`` is needed at inference; the rest exists for training.
+    """
+
+    def __init__(self, cfg: Config):
+        super().__init__()
+        self.cfg = cfg
+        m = cfg.model
+        self.depth_net = DepthNet(
+            encoder=m.encoder, pretrained=m.pretrained, min_depth=m.min_depth, max_depth=m.max_depth
+        )
+        self.pose_net = PoseNet()
+        self.objective = build_objective(cfg.loss)
+        self.refinement = None
+        if cfg.refine.enabled:
+            from sa4depth.train.refinement import PoseRefinement
+
+            self.refinement = PoseRefinement(cfg.refine, self.depth_net)
+        # The pose net's own min-reprojection term is the same whatever the pipeline's depth loss.
+        self.pose_net_objective = Monodepth2Objective(cfg.loss)
+
+    def depth_from_disp(self, disp: torch.Tensor) -> torch.Tensor:
+        return disp_to_depth(disp, self.cfg.model.min_depth, self.cfg.model.max_depth)[1]
+
+    def predict_poses(self, images: torch.Tensor) -> list[Pose]:
+        """Pose-net estimates ``T_src_tgt`` for each source of ``(B, N, 3, H, W)`` images."""
+        return [self.pose_net(images[:, 0], images[:, j]) for j in range(1, images.shape[1])]
+
+    def training_forward(self, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Loss and logs for one batch (see `sa4depth.data` for the batch fields)."""
+        images, inputs = batch["images"], batch["images_aug"]
+        size = tuple(images.shape[-2:])
+        camera = batch_camera(batch)
+        disps = self.depth_net(inputs[:, 0])[: self.cfg.loss.num_scales]
+        depths = [self.depth_from_disp(upsample_to(d, size)) for d in disps]
+        poses_net = self.predict_poses(inputs)
+        logs: dict[str, torch.Tensor] = {}
+
+        poses = poses_net
+        if self.refinement is not None:
+            poses, info = self.refinement(inputs, depths[0], camera, poses_net)
+            logs.update(info)
+
+        source_depths = None
+        if self.objective.needs_source_depth:
+            source_depths = [
+                self.depth_from_disp(self.depth_net(inputs[:, j])[0]) for j in range(1, images.shape[1])
+            ]
+        pred = Predictions(disps=disps, depths=depths, poses=poses, source_depths=source_depths)
+        loss, loss_logs = self.objective(images, pred, camera)
+        logs.update(loss_logs)
+
+        if self.refinement is not None:
+            loss = loss + self._pose_net_signal(images, depths[0], camera, poses_net, poses, logs)
+        logs["loss"] = loss.detach()
+        return loss, logs
+
+    def _pose_net_signal(self, images, depth, camera, poses_net, poses_refined, logs) -> torch.Tensor:
+        """Keep the pose net learning when the loss sees refined poses: its own photometric term on the
+        detached depth and/or a pull towards the detached refined pose."""
+        r = self.cfg.refine
+        extra = images.new_zeros(())
+        if r.pose_photometric_weight > 0:
+            pose_photo, _ = self.pose_net_objective.photometric(images, depth.detach(), poses_net, camera)
+            logs["pose_net_photometric"] = pose_photo.detach()
+            extra = extra + r.pose_photometric_weight * pose_photo
+        if r.pose_consistency_weight > 0:
+            from sa4depth.train.refinement import pose_consistency
+
+            cons = sum(
+                pose_consistency(T0, T.detach()) for T0, T in zip(poses_net, poses_refined, strict=True)
+            )
+            logs["pose_consistency"] = cons.detach()
+            extra = extra + r.pose_consistency_weight * cons
+        return extra

@@ -1,0 +1,109 @@
+"""SA4Depth in a training pipeline: features of every frame, then LM refinement of each pose-net pose.
+
+Training only: the depth network alone is the inference model, so none of this is exported.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from sa4depth.config import RefineConfig
+from sa4depth.geometry import Camera, Pose
+from sa4depth.models.feature_net import FeatureNet
+from sa4depth.refine import LMConfig, LMRefiner, image_pyramid_features
+
+
+def pose_consistency(T_net: Pose, T_refined: Pose) -> torch.Tensor:
+    """Distance between two pose batches: squared rotation-matrix difference plus L1 translation.
+
+    Matrix differences (not angles) keep the gradient finite when the poses coincide.
+    """
+    rot = ((T_net.R - T_refined.R) ** 2).sum(dim=(-1, -2))
+    return (rot + (T_net.t - T_refined.t).abs().sum(-1)).mean()
+
+
+class PoseRefinement(nn.Module):
+    """Refine ``T_src_tgt`` from the pose net with LM on learned (or RGB) features and the current depth.
+
+    Args:
+        cfg: the ``refine`` section of the config.
+        depth_net: the depth network, whose encoder the feature heads reuse when ``cfg.share_encoder``.
+    """
+
+    def __init__(self, cfg: RefineConfig, depth_net: nn.Module):
+        super().__init__()
+        self.cfg = cfg
+        if cfg.features not in ("learned", "rgb"):
+            raise ValueError(f"refine.features must be 'learned' or 'rgb', got {cfg.features!r}")
+        self.depth_encoder = depth_net.encoder if cfg.share_encoder else None
+        self.feature_net = None
+        if cfg.features == "learned":
+            shared = list(depth_net.encoder.num_ch_enc) if cfg.share_encoder else None
+            self.feature_net = FeatureNet(levels=cfg.levels, shared_encoder_channels=shared)
+        self.lm = LMRefiner(
+            LMConfig(
+                levels=cfg.levels,
+                iterations=cfg.iterations,
+                robust=cfg.robust,
+                damping=cfg.damping,
+                learned_damping=cfg.learned_damping,
+                min_valid=cfg.min_valid,
+                detach_between_levels=cfg.detach_between_levels,
+                use_confidence=cfg.use_confidence,
+            )
+        )
+
+    def features(self, images: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Per-level features and confidences of ``(B*N, 3, H, W)`` images."""
+        if self.feature_net is None:
+            return image_pyramid_features(images, self.cfg.levels)
+        inputs = self.depth_encoder(images) if self.depth_encoder is not None else images
+        out = self.feature_net(inputs)
+        return out["features"], out["confidence"]
+
+    def forward(
+        self, images: torch.Tensor, depth: torch.Tensor, camera: Camera, poses: list[Pose]
+    ) -> tuple[list[Pose], dict[str, torch.Tensor]]:
+        """Refine each source's pose.
+
+        Args:
+            images: ``(B, N, 3, H, W)``, target first.
+            depth: target depth ``(B, 1, H, W)`` in network units.
+            camera: intrinsics ``(B,)`` at ``H x W``.
+            poses: pose-net ``T_src_tgt`` per source, each ``(B,)``.
+
+        Returns:
+            Refined poses and logs: mean failure rate, valid points, and the change from the pose net.
+        """
+        B, N = images.shape[:2]
+        feats, confs = self.features(images.flatten(0, 1))
+        feats = [f.unflatten(0, (B, N)) for f in feats]
+        confs = [c.unflatten(0, (B, N)) for c in confs]
+        if not self.cfg.grad_through_lm:
+            feats, confs, depth = [f.detach() for f in feats], [c.detach() for c in confs], depth.detach()
+        refined, failed, n_valid, moved_deg, moved_t = [], [], [], [], []
+        for j, T_init in enumerate(poses, start=1):
+            start = T_init if self.cfg.grad_through_lm else T_init.detach()
+            T, info = self.lm(
+                [f[:, 0] for f in feats],
+                [c[:, 0] for c in confs],
+                [f[:, j] for f in feats],
+                [c[:, j] for c in confs],
+                depth,
+                camera,
+                start,
+            )
+            refined.append(T)
+            failed.append(info["failed"].float())
+            n_valid.append(info["n_valid"].float())
+            deg, dist = (T_init.inv() @ T).magnitude()
+            moved_deg.append(deg.detach())
+            moved_t.append(dist.detach() / T_init.t.norm(dim=-1).detach().clamp(min=1e-6))
+        logs = {
+            "lm_failed": torch.cat(failed).mean(),
+            "lm_valid_points": torch.cat(n_valid).mean(),
+            "lm_rotation_change_deg": torch.cat(moved_deg).mean(),
+            "lm_translation_change_rel": torch.cat(moved_t).mean(),
+        }
+        return refined, logs
