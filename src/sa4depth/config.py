@@ -58,6 +58,8 @@ class RefineConfig:
     levels: int = 3
     iterations: int = 5
     robust: str = "cauchy"
+    robust_scale: float = 0.1
+    depth_pool: str = "inverse_area"
     damping: float = 1e-2
     learned_damping: bool = False
     use_confidence: bool = True
@@ -66,6 +68,7 @@ class RefineConfig:
     grad_through_lm: bool = True
     pose_photometric_weight: float = 1.0
     pose_consistency_weight: float = 0.0
+    warmup_steps: int = 0
 
 
 @dataclass

@@ -23,6 +23,12 @@ VARIANTS = {
     "monodepth2+sa4depth": ["refine.enabled=true"],
 }
 
+DEMO_RESOLUTION = (64, 192)
+DEMO_OVERRIDES = ["loss.automask=false", "trainer.val_check_interval=1.0"]
+QUICK_STEPS = 20
+# Measured step time of the slower variant (+SA4Depth) at the demo resolution on 2 CPU cores.
+SECONDS_PER_STEP = 0.5
+
 COLUMNS = [
     "abs_rel",
     "sq_rel",
@@ -81,15 +87,35 @@ def depth_figure(models: dict, dataset, out_png: Path, n: int = 4) -> None:
     tmp.replace(out_png)
 
 
+def train_and_evaluate(run_dir: Path, overrides: list[str], split: str = "test") -> tuple[dict, object]:
+    """Train one configuration (defaults + ``overrides``) into ``run_dir`` and evaluate its last checkpoint.
+
+    Returns:
+        The `evaluate_model` results (plus ``train_seconds``) and the trained `DepthPoseModel`.
+    """
+    from sa4depth.eval.evaluate import evaluate_model
+    from sa4depth.train.run import load_checkpoint, train
+
+    cfg = load_config(None, [f"output_dir={run_dir}", *overrides])
+    start = time.time()
+    ckpt_dir = train(cfg, enable_progress_bar=False)
+    seconds = time.time() - start
+    system, cfg = load_checkpoint(ckpt_dir / "last.ckpt")
+    results = evaluate_model(system.model, cfg, split=split)
+    results["train_seconds"] = seconds
+    results["train_steps"] = cfg.trainer.max_steps
+    write_metrics_json(Path(run_dir) / f"metrics_{split}.json", results)
+    return results, system.model
+
+
 def run_demo(out: str | Path, minutes: float = 6.0, quick: bool = False, seed: int = 0) -> dict:
     """Render data (once), train each variant with the same step budget, evaluate on held-out sequences."""
     from sa4depth.data import synthetic
     from sa4depth.data.datamodule import build_dataset
-    from sa4depth.eval.evaluate import evaluate_model
-    from sa4depth.train.run import load_checkpoint, train
 
     out = Path(out)
     data_root = out / ("data_quick" if quick else "data")
+    height, width = DEMO_RESOLUTION
     if not (data_root / "splits").is_dir():
         print(f"rendering the synthetic benchmark world into {data_root} ...")
         if quick:
@@ -98,42 +124,33 @@ def run_demo(out: str | Path, minutes: float = 6.0, quick: bool = False, seed: i
                 scene="driving",
                 sequences=4,
                 frames=12,
-                height=64,
-                width=192,
+                height=height,
+                width=width,
                 seed=seed,
                 progress=True,
             )
         else:
-            synthetic.benchmark_set(data_root)
-    height, width = (64, 192) if quick else (96, 320)
-    steps = 20 if quick else max(50, int(minutes * 60 / 0.55))
+            synthetic.benchmark_set(data_root, height=height, width=width)
+    steps = QUICK_STEPS if quick else max(50, int(minutes * 60 / SECONDS_PER_STEP))
     rows, models, results = {}, {}, {}
     for name, extra in VARIANTS.items():
+        print(f"training {name} for {steps} steps ...")
         overrides = [
             f"data.root={data_root}",
             f"data.height={height}",
             f"data.width={width}",
-            f"output_dir={out / 'runs' / name.replace('+', '_')}",
             f"trainer.max_steps={steps}",
             f"trainer.seed={seed}",
-            "loss.automask=false",
-            "trainer.val_check_interval=1.0",
+            *DEMO_OVERRIDES,
             *extra,
         ]
-        cfg = load_config(None, overrides)
-        print(f"training {name} for {steps} steps ...")
-        start = time.time()
-        ckpt_dir = train(cfg)
-        system, cfg = load_checkpoint(ckpt_dir / "last.ckpt")
-        results[name] = evaluate_model(system.model, cfg, split="test")
-        results[name]["train_seconds"] = time.time() - start
+        results[name], models[name] = train_and_evaluate(out / "runs" / name.replace("+", "_"), overrides)
         rows[name] = flat_summary(results[name])
-        models[name] = system.model
     table = format_table(rows, COLUMNS, precision=4)
     atomic_write_text(out / "comparison.md", table + "\n")
     write_metrics_json(out / "comparison.json", results)
-    test_set = build_dataset(cfg.data, "test", train=False)
-    depth_figure(models, test_set, out / "depth_comparison.png")
+    cfg = load_config(None, [f"data.root={data_root}", f"data.height={height}", f"data.width={width}"])
+    depth_figure(models, build_dataset(cfg.data, "test", train=False), out / "depth_comparison.png")
     print(table)
     print(f"\nwritten: {out / 'comparison.md'}, {out / 'comparison.json'}, {out / 'depth_comparison.png'}")
     return results

@@ -50,8 +50,12 @@ class DepthPoseModel(nn.Module):
         """Pose-net estimates ``T_src_tgt`` for each source of ``(B, N, 3, H, W)`` images."""
         return [self.pose_net(images[:, 0], images[:, j]) for j in range(1, images.shape[1])]
 
-    def training_forward(self, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Loss and logs for one batch (see `sa4depth.data` for the batch fields)."""
+    def training_forward(self, batch: dict, step: int = 0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Loss and logs for one batch (see `sa4depth.data` for the batch fields).
+
+        Before ``refine.warmup_steps`` (global ``step``) training is exactly the baseline's, so the LM
+        starts on a depth network that already gives usable depth.
+        """
         images, inputs = batch["images"], batch["images_aug"]
         size = tuple(images.shape[-2:])
         camera = batch_camera(batch)
@@ -61,7 +65,8 @@ class DepthPoseModel(nn.Module):
         logs: dict[str, torch.Tensor] = {}
 
         poses = poses_net
-        if self.refinement is not None:
+        refine = self.refinement is not None and step >= self.cfg.refine.warmup_steps
+        if refine:
             poses, info = self.refinement(inputs, depths[0], camera, poses_net)
             logs.update(info)
 
@@ -74,7 +79,7 @@ class DepthPoseModel(nn.Module):
         loss, loss_logs = self.objective(images, pred, camera)
         logs.update(loss_logs)
 
-        if self.refinement is not None:
+        if refine:
             loss = loss + self._pose_net_signal(images, depths[0], camera, poses_net, poses, logs)
         logs["loss"] = loss.detach()
         return loss, logs

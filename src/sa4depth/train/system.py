@@ -36,7 +36,7 @@ class DepthPoseSystem(L.LightningModule):
     def training_step(self, batch: dict, batch_idx: int):
         if not batch_is_finite(batch):
             return self._skip("non-finite values in the input images", batch)
-        loss, logs = self.model.training_forward(batch)
+        loss, logs = self.model.training_forward(batch, step=self.global_step)
         if not torch.isfinite(loss):
             return self._skip("non-finite loss", batch)
         bs = batch["images"].shape[0]
