@@ -20,6 +20,7 @@ Inference is the depth network alone.
 Typical use:
   sa4depth demo                                   # render a world, train baseline and +SA4Depth, compare
   sa4depth synth --out data/world                 # render a synthetic video dataset with GT
+  sa4depth prepare my_drive.mp4 --out data/mine --fov 70   # your own video -> a training dataset
   sa4depth train --config configs/monodepth2_sa4depth.yaml data.root=data/world
   sa4depth evaluate --checkpoint runs/x/checkpoints/best.ckpt --output metrics.json
   sa4depth predict --checkpoint runs/x/checkpoints/best.ckpt photo.jpg --output depth_out/
@@ -150,13 +151,70 @@ def _run_demo(args) -> None:
     run_demo(args.out, minutes=args.minutes, quick=args.quick)
 
 
+def _add_prepare(sub) -> None:
+    p = sub.add_parser(
+        "prepare", help="turn your videos or folders of frames into a training dataset (docs/own_video.md)"
+    )
+    p.add_argument(
+        "inputs", nargs="+", help="video files, folders of frames (with an optional cam.txt), or of videos"
+    )
+    p.add_argument("--out", required=True, help="dataset folder to create (written atomically)")
+    p.add_argument("--height", type=int, default=192, help="output frame height (default 192)")
+    p.add_argument("--width", type=int, default=640, help="output frame width (default 640)")
+    intrinsics = p.add_mutually_exclusive_group()
+    intrinsics.add_argument("--cam", help="cam.txt with the 3x3 K of the inputs at their native resolution")
+    intrinsics.add_argument("--focal", type=float, help="focal length in pixels at the native resolution")
+    intrinsics.add_argument("--fov", type=float, help="horizontal field of view in degrees")
+    rate = p.add_mutually_exclusive_group()
+    rate.add_argument("--stride", type=int, default=1, help="keep every N-th frame")
+    rate.add_argument("--fps", type=float, help="subsample videos to this frame rate")
+    p.add_argument(
+        "--static-threshold",
+        type=float,
+        default=argparse.SUPPRESS,
+        help="drop frames whose grey thumbnail differs from the previous kept one by less than this "
+        "(mean absolute difference, intensities 0-1; default 0.005; 0 keeps every frame)",
+    )
+    p.add_argument("--val-fraction", type=float, default=0.2, help="share of sequences for validation")
+    p.add_argument(
+        "--chunk", type=int, default=200, help="one input is cut into sequences of about N frames (0 = no)"
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    p.set_defaults(func=_run_prepare)
+
+
+def _run_prepare(args) -> None:
+    from sa4depth.data.prepare import format_summary, prepare_dataset
+
+    extra = {"static_threshold": args.static_threshold} if hasattr(args, "static_threshold") else {}
+    summary = prepare_dataset(
+        args.inputs,
+        args.out,
+        height=args.height,
+        width=args.width,
+        cam=args.cam,
+        focal=args.focal,
+        fov=args.fov,
+        stride=args.stride,
+        fps=args.fps,
+        val_fraction=args.val_fraction,
+        chunk=args.chunk,
+        overwrite=args.overwrite,
+        progress=True,
+        **extra,
+    )
+    print(format_summary(summary))
+    print(f"dataset written to {args.out}")
+    print(f"train with: sa4depth train --config configs/own_video.yaml data.root={args.out}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sa4depth", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for add in (_add_demo, _add_synth, _add_train, _add_evaluate, _add_predict):
+    for add in (_add_demo, _add_synth, _add_prepare, _add_train, _add_evaluate, _add_predict):
         add(sub)
     return parser
 

@@ -90,8 +90,9 @@ class TestWarp:
         pixels further LEFT in the source image, so the target samples the source at u - f/z."""
         cam = kitti_like_camera()
         depth = torch.full((1, 1, 32, 64), 8.0, dtype=torch.float64)
-        T_src_tgt = Pose.from_aa(torch.zeros(1, 3, dtype=torch.float64),
-                                 torch.tensor([[-1.0, 0.0, 0.0]], dtype=torch.float64))
+        T_src_tgt = Pose.from_aa(
+            torch.zeros(1, 3, dtype=torch.float64), torch.tensor([[-1.0, 0.0, 0.0]], dtype=torch.float64)
+        )
         points = T_src_tgt.transform(backproject_depth(depth, cam))
         uv, _ = cam.project(points)
         shift = uv[0, :, 0] - pixel_grid(32, 64, dtype=torch.float64)[:, 0]
@@ -108,7 +109,9 @@ class TestWarp:
         cam = kitti_like_camera(width=96, height=48)
         rng = np.random.default_rng(0)
         texture = torch.tensor(rng.random((1, 1, 24, 48)))
-        texture = torch.nn.functional.interpolate(texture, size=(400, 800), mode="bicubic", align_corners=False)
+        texture = torch.nn.functional.interpolate(
+            texture, size=(400, 800), mode="bicubic", align_corners=False
+        )
 
         def render(T_cam_world):
             # Plane z = 10 in world; intersect each ray of this camera with it.
@@ -124,8 +127,10 @@ class TestWarp:
             return image, depth
 
         T_tgt_world = Pose.identity(1, dtype=torch.float64)
-        T_src_world = Pose.from_aa(torch.tensor([[0.0, 0.02, 0.01]], dtype=torch.float64),
-                                   torch.tensor([[0.3, 0.1, -0.5]], dtype=torch.float64))
+        T_src_world = Pose.from_aa(
+            torch.tensor([[0.0, 0.02, 0.01]], dtype=torch.float64),
+            torch.tensor([[0.3, 0.1, -0.5]], dtype=torch.float64),
+        )
         target, depth_tgt = render(T_tgt_world)
         source, _ = render(T_src_world)
         warped, valid = warp_frame(source, depth_tgt, T_src_world @ T_tgt_world.inv(), cam)
