@@ -6,6 +6,7 @@ Every user-input problem ends in one ``error: <file>: <problem>`` line and exit 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
@@ -32,10 +33,14 @@ def _add_synth(sub) -> None:
     p.add_argument("--scene", choices=["driving", "indoor"], default="driving")
     p.add_argument("--sequences", type=int, default=20)
     p.add_argument("--frames", type=int, default=100, help="frames per sequence")
-    p.add_argument("--height", type=int, default=192)
-    p.add_argument("--width", type=int, default=640)
+    p.add_argument("--height", type=int, help="frame height (default 192; 96 with --benchmark)")
+    p.add_argument("--width", type=int, help="frame width (default 640; 320 with --benchmark)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--benchmark", action="store_true", help="write the fixed benchmark set instead")
+    p.add_argument("--workers", type=int, default=1, help="rendering processes")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    p.add_argument(
+        "--benchmark", action="store_true", help="write the fixed benchmark set (train/val/test speeds)"
+    )
     p.add_argument("--out", required=True, help="output dataset folder (written atomically)")
     p.set_defaults(func=_run_synth)
 
@@ -43,18 +48,18 @@ def _add_synth(sub) -> None:
 def _run_synth(args) -> None:
     from sa4depth.data import synthetic
 
+    common = dict(scene=args.scene, workers=args.workers, overwrite=args.overwrite, progress=True)
     if args.benchmark:
-        path = synthetic.benchmark_set(args.out, height=args.height, width=args.width)
+        path = synthetic.benchmark_set(args.out, height=args.height or 96, width=args.width or 320, **common)
     else:
         path = synthetic.render_dataset(
             args.out,
-            scene=args.scene,
             sequences=args.sequences,
             frames=args.frames,
-            height=args.height,
-            width=args.width,
+            height=args.height or 192,
+            width=args.width or 640,
             seed=args.seed,
-            progress=True,
+            **common,
         )
     print(f"dataset written to {path}")
 
@@ -208,13 +213,105 @@ def _run_prepare(args) -> None:
     print(f"train with: sa4depth train --config configs/own_video.yaml data.root={args.out}")
 
 
+def _add_kitti_export_gt(sub) -> None:
+    p = sub.add_parser(
+        "kitti-export-gt", help="write the KITTI ground-truth depth maps of a split (gt_depths.npz)"
+    )
+    p.add_argument("--root", required=True, help="KITTI raw root (<date>/<date>_drive_XXXX_sync/...)")
+    p.add_argument("--split", required=True, help="split file, e.g. Monodepth2's splits/eigen/test_files.txt")
+    p.add_argument("--output", default="gt_depths.npz", help="output .npz (written atomically)")
+    p.add_argument(
+        "--source",
+        choices=["velodyne", "proj_depth", "improved"],
+        default="velodyne",
+        help="velodyne: Eigen projection of raw scans; proj_depth: pre-projected; improved: benchmark maps",
+    )
+    p.set_defaults(func=_run_kitti_export_gt)
+
+
+def _run_kitti_export_gt(args) -> None:
+    from sa4depth.eval.kitti_tools import export_gt_depths
+
+    n = export_gt_depths(args.root, args.split, args.output, source=args.source)
+    print(f"{n} {args.source} ground-truth maps written to {args.output}")
+
+
+def _add_evaluate_kitti(sub) -> None:
+    p = sub.add_parser(
+        "evaluate-kitti", help="KITTI Eigen depth evaluation at full GT resolution (gt_depths.npz)"
+    )
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--root", required=True, help="KITTI raw root")
+    p.add_argument("--split", required=True, help="test split file (e.g. eigen test_files.txt)")
+    p.add_argument("--gt", required=True, help="gt_depths.npz from `sa4depth kitti-export-gt`")
+    p.add_argument(
+        "--protocol", default="kitti_eigen", help="kitti_eigen, kitti_improved or kitti_improved_md2"
+    )
+    p.add_argument("--output", default="metrics.json")
+    p.set_defaults(func=_run_evaluate_kitti)
+
+
+def _run_evaluate_kitti(args) -> None:
+    from sa4depth.eval.kitti_tools import evaluate_kitti_depth
+
+    results = evaluate_kitti_depth(
+        args.checkpoint, args.root, args.split, args.gt, out_json=args.output, protocol=args.protocol
+    )
+    print(json.dumps(results.get("depth", results), indent=2, default=float))
+    print(f"metrics written to {args.output}")
+
+
+def _add_evaluate_odometry(sub) -> None:
+    p = sub.add_parser("evaluate-odometry", help="KITTI odometry errors (t_err, r_err, ATE) of the pose net")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--root", required=True, help="KITTI odometry 'dataset' folder (sequences/, poses/)")
+    p.add_argument("--sequence", default="09", help="sequence with ground-truth poses (00-10)")
+    p.add_argument(
+        "--output", required=True, help="output folder: metrics JSON, trajectory PNG, predicted poses"
+    )
+    p.add_argument("--alignment", choices=["7dof", "6dof", "scale", "none"], default="7dof")
+    p.add_argument("--refine", action="store_true", help="refine each pose with the SA4Depth LM")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.set_defaults(func=_run_evaluate_odometry)
+
+
+def _run_evaluate_odometry(args) -> None:
+    from sa4depth.eval.kitti_tools import evaluate_odometry
+
+    r = evaluate_odometry(
+        args.checkpoint,
+        args.root,
+        args.sequence,
+        args.output,
+        alignment=args.alignment,
+        refine=args.refine,
+        batch_size=args.batch_size,
+    )
+    k, a = r["kitti"], r["ate_5frame"]
+    print(
+        f"sequence {r['sequence']} ({r['alignment']}): t_err {k['t_err']:.2f} %, r_err {k['r_err']:.2f} "
+        f"deg/100m, ATE {k['ate']:.3f} m, 5-frame ATE {a['mean']:.4f} +- {a['std']:.4f}"
+    )
+    print(f"results in {args.output}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sa4depth", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for add in (_add_demo, _add_synth, _add_prepare, _add_train, _add_evaluate, _add_predict):
+    for add in (
+        _add_demo,
+        _add_synth,
+        _add_prepare,
+        _add_train,
+        _add_evaluate,
+        _add_predict,
+        _add_kitti_export_gt,
+        _add_evaluate_kitti,
+        _add_evaluate_odometry,
+    ):
         add(sub)
     return parser
 

@@ -83,7 +83,7 @@ class OptimConfig:
 class TrainerConfig:
     max_steps: int = -1
     max_epochs: int = 20
-    val_check_interval: float | None = None
+    val_check_interval: Any = None  # fraction of an epoch (float) or a number of steps (int)
     log_every_n_steps: int = 25
     seed: int = 0
     accelerator: str = "auto"
@@ -92,6 +92,12 @@ class TrainerConfig:
     num_nodes: int = 1
     deterministic: bool = False
     precision: str = "32-true"
+    # last.ckpt is also written every this many optimizer steps (and at each epoch end), for resume.
+    checkpoint_every_n_steps: int = 500
+    # Batch-norm statistics over the global batch in multi-process training (DDP on GPUs only).
+    sync_batchnorm: bool = False
+    # Sum gradients over this many batches per optimizer step (a larger effective batch).
+    accumulate_grad_batches: int = 1
 
 
 @dataclass

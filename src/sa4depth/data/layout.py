@@ -33,6 +33,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; outputs are meant to be shared like any file
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -62,7 +63,8 @@ def write_image(path: str | os.PathLike, image: np.ndarray) -> None:
     import io
 
     buf = io.BytesIO()
-    Image.fromarray(image).save(buf, format="PNG")
+    # Level 1: 4x faster than the default 6 for ~15% larger files; dataset writing is encode-bound.
+    Image.fromarray(image).save(buf, format="PNG", compress_level=1)
     atomic_write_bytes(path, buf.getvalue())
 
 
