@@ -24,7 +24,10 @@ Typical use:
   sa4depth prepare my_drive.mp4 --out data/mine --fov 70   # your own video -> a training dataset
   sa4depth train --config configs/monodepth2_sa4depth.yaml data.root=data/world
   sa4depth evaluate --checkpoint runs/x/checkpoints/best.ckpt --output metrics.json
-  sa4depth predict --checkpoint runs/x/checkpoints/best.ckpt photo.jpg --output depth_out/
+  sa4depth predict --checkpoint runs/x/checkpoints/best.ckpt photo.jpg clip.mp4 --output depth_out/
+  sa4depth export --checkpoint runs/x/checkpoints/best.ckpt --format onnx --output depth.onnx
+  sa4depth pointcloud --checkpoint runs/x/checkpoints/best.ckpt photo.jpg --fov 70 --output cloud.ply
+  sa4depth report runs/x                          # one HTML page: metrics, depth images, plots, config
 """
 
 
@@ -130,14 +133,118 @@ def _add_predict(sub) -> None:
     p.add_argument("inputs", nargs="+", help="image files, folders (searched recursively) or video files")
     p.add_argument("--output", required=True, help="output folder")
     p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--video-out", action="store_true", help="also write <video>_side_by_side.mp4 per video")
+    p.add_argument("--legend", action="store_true", help="add a colour bar with depth values to the PNGs")
+    metric = p.add_mutually_exclusive_group()
+    metric.add_argument("--scale", type=float, help="multiply depth by this factor (known scale)")
+    metric.add_argument(
+        "--camera-height",
+        type=float,
+        help="camera height above the ground in metres: metric depth from a ground-plane fit",
+    )
+    camera = p.add_mutually_exclusive_group()
+    camera.add_argument("--fx", type=float, help="focal length in pixels at the input resolution")
+    camera.add_argument("--fov", type=float, help="horizontal field of view in degrees")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_predict)
 
 
 def _run_predict(args) -> None:
-    from sa4depth.predict import predict_paths
+    from sa4depth.predict import MANIFEST, predict_paths
 
-    written = predict_paths(args.checkpoint, args.inputs, args.output, batch_size=args.batch_size)
-    print(f"{written} depth maps written to {args.output}")
+    written = predict_paths(
+        args.checkpoint,
+        args.inputs,
+        args.output,
+        batch_size=args.batch_size,
+        video_out=args.video_out,
+        scale=args.scale,
+        camera_height=args.camera_height,
+        legend=args.legend,
+        fx=args.fx,
+        fov=args.fov,
+        progress=not args.no_progress,
+    )
+    print(
+        f"{written} depth maps written to {args.output} (units and scale in {Path(args.output) / MANIFEST})"
+    )
+
+
+def _add_export(sub) -> None:
+    p = sub.add_parser("export", help="export the depth network (inference model) to TorchScript or ONNX")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--format", choices=["torchscript", "onnx"], default="torchscript")
+    p.add_argument("--output", required=True, help="output file, e.g. depth.pt or depth.onnx")
+    p.add_argument("--kind", choices=["depth", "disparity"], default="depth", help="what the model returns")
+    p.add_argument("--height", type=int, help="trace height (default: the training resolution)")
+    p.add_argument("--width", type=int, help="trace width (default: the training resolution)")
+    p.set_defaults(func=_run_export)
+
+
+def _run_export(args) -> None:
+    from sa4depth.export import export_model
+
+    result = export_model(
+        args.checkpoint,
+        args.output,
+        format=args.format,
+        output=args.kind,
+        height=args.height,
+        width=args.width,
+    )
+    print(
+        f"{args.format} model written to {args.output} ({result['num_parameters']:,} parameters); "
+        f"max abs diff to PyTorch {result['max_abs_diff']:.2e}"
+    )
+
+
+def _add_report(sub) -> None:
+    p = sub.add_parser("report", help="one self-contained HTML page about a training run")
+    p.add_argument("run_dir", help="the run's output folder (with checkpoints/, tensorboard/, config.yaml)")
+    p.add_argument("--output", help="HTML file (default: RUN_DIR/report.html)")
+    p.add_argument("--samples", type=int, default=4, help="test frames in the depth figure (0: none)")
+    p.set_defaults(func=_run_report)
+
+
+def _run_report(args) -> None:
+    from sa4depth.report import write_report
+
+    print(f"report written to {write_report(args.run_dir, args.output, samples=args.samples)}")
+
+
+def _add_pointcloud(sub) -> None:
+    p = sub.add_parser("pointcloud", help="coloured 3D point cloud (PLY) of one image")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("image")
+    p.add_argument("--output", required=True, help="output .ply file")
+    metric = p.add_mutually_exclusive_group()
+    metric.add_argument("--scale", type=float, help="multiply depth by this factor (known scale)")
+    metric.add_argument("--camera-height", type=float, help="camera height in metres (ground-plane fit)")
+    camera = p.add_mutually_exclusive_group()
+    camera.add_argument("--fx", type=float, help="focal length in pixels at the image resolution")
+    camera.add_argument("--fov", type=float, help="horizontal field of view in degrees")
+    p.add_argument("--max-depth", type=float, help="drop points farther than this (output units)")
+    p.add_argument("--stride", type=int, default=1, help="keep every n-th pixel in each direction")
+    p.add_argument("--ascii", action="store_true", help="ASCII PLY instead of binary")
+    p.set_defaults(func=_run_pointcloud)
+
+
+def _run_pointcloud(args) -> None:
+    from sa4depth.pointcloud import predict_point_cloud
+
+    n = predict_point_cloud(
+        args.checkpoint,
+        args.image,
+        args.output,
+        fx=args.fx,
+        fov=args.fov,
+        scale=args.scale,
+        camera_height=args.camera_height,
+        max_depth=args.max_depth,
+        stride=args.stride,
+        binary=not args.ascii,
+    )
+    print(f"{n:,} points written to {args.output}")
 
 
 def _add_demo(sub) -> None:
@@ -308,6 +415,9 @@ def build_parser() -> argparse.ArgumentParser:
         _add_train,
         _add_evaluate,
         _add_predict,
+        _add_export,
+        _add_pointcloud,
+        _add_report,
         _add_kitti_export_gt,
         _add_evaluate_kitti,
         _add_evaluate_odometry,

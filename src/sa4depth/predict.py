@@ -1,11 +1,39 @@
-"""Depth prediction for image files and folders with a trained checkpoint (the depth net only).
+"""Depth prediction with a trained checkpoint (the depth network only) for images, folders and videos.
 
-Writes, per input, a colour-mapped ``<name>_depth.png`` and the raw ``<name>_depth.npy`` (network units).
+Writes colour-mapped PNGs, raw ``.npy`` depth, optional side-by-side videos and a ``predictions.json``
+manifest.
+
+Units. A self-supervised monocular model predicts depth up to an unknown scale ("network units"). Two ways
+to make it metric are offered, and every output says which one was used:
+
+* ``scale=s``: multiply by a factor the user knows (e.g. from a measured distance);
+* ``camera_height=h`` (metres): fit the ground plane to the 3D points of the bottom rows of the
+  predicted depth (`fit_ground_height`); its distance to the camera centre is the camera height in network
+  units ``h_net``, and depth is multiplied by ``h / h_net``. For a level camera this is the median of the
+  ground points' Y (camera y points down); the plane fit also handles a camera pitched or rolled by up to
+  30 degrees and ignores cars, walls or people in the bottom rows (RANSAC). A video gets one factor, ``h``
+  over the median ``h_net`` of up to 16 evenly spaced frames, so its scale does not flicker.
+
+Intrinsics (needed for ``camera_height`` and point clouds) default to the camera the model was trained
+with, resized to the input: from the checkpoint's ``"sa4depth_intrinsics"`` entry if present, else from the
+training dataset named in its config if that dataset is still on disk. Otherwise pass ``fx`` (pixels, at
+the input's resolution) or ``fov`` (horizontal field of view, degrees); the principal point is then the
+image centre. Inputs are resized (not cropped) to the training resolution: a camera with a different
+aspect ratio or field of view than the training camera gets distorted, less accurate depth.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import io
+import json
+import logging
+import math
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -13,69 +41,695 @@ import numpy as np
 import torch
 from matplotlib import colormaps
 
+from sa4depth.config import Config
 from sa4depth.data.folder import IMAGE_SUFFIXES
-from sa4depth.data.layout import atomic_write_bytes, read_image, write_image
+from sa4depth.data.layout import atomic_write_bytes, atomic_write_text, read_image, write_image
 from sa4depth.errors import InputError
+from sa4depth.geometry import Camera
+
+logger = logging.getLogger(__name__)
+
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
+INTRINSICS_KEY = "sa4depth_intrinsics"
+"""Optional checkpoint entry ``{"K": 3x3 list, "width": W, "height": H}``: the training camera."""
+MANIFEST = "predictions.json"
+NETWORK_UNITS = "network units (relative depth, unknown scale)"
+VIDEO_SCALE_FRAMES = 16
 
 
-def collect_images(inputs: list[str | Path]) -> list[Path]:
-    """Expand files and folders (recursively) into a sorted list of image paths."""
-    paths: list[Path] = []
+# ----------------------------------------------------------------------------------------------- inputs
+
+
+@dataclass
+class InputItem:
+    """One input file: ``kind`` is "image" or "video"; outputs go to ``out_dir / stem`` + suffixes."""
+
+    path: Path
+    kind: str
+    stem: Path
+
+
+def collect_inputs(inputs: Sequence[str | os.PathLike]) -> list[InputItem]:
+    """Expand files and folders (recursively) into images and videos, in a stable order.
+
+    A file's outputs are named after its stem; a folder's files keep their path below the folder, so
+    ``cam0/000001.png`` and ``cam1/000001.png`` do not overwrite each other.
+
+    Raises:
+        InputError: a missing path, an unsupported file type, an empty folder, or two inputs that would
+            write the same output files.
+    """
+    items: list[InputItem] = []
     for item in map(Path, inputs):
         if item.is_dir():
-            found = sorted(p for p in item.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+            found = sorted(
+                p
+                for p in item.rglob("*")
+                if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES + VIDEO_SUFFIXES
+            )
             if not found:
-                raise InputError(item, "folder contains no .png/.jpg images")
-            paths.extend(found)
+                raise InputError(item, "folder contains no .png/.jpg images or videos")
+            items.extend(InputItem(p, _kind(p), p.relative_to(item).with_suffix("")) for p in found)
         elif item.is_file():
-            if item.suffix.lower() not in IMAGE_SUFFIXES:
+            if item.suffix.lower() not in IMAGE_SUFFIXES + VIDEO_SUFFIXES:
                 raise InputError(
-                    item, f"unsupported input type {item.suffix!r} (expected .png/.jpg or a folder)"
+                    item,
+                    f"unsupported input type {item.suffix!r} (expected {'/'.join(IMAGE_SUFFIXES)}, "
+                    f"a video {'/'.join(VIDEO_SUFFIXES)} or a folder)",
                 )
-            paths.append(item)
+            items.append(InputItem(item, _kind(item), Path(item.stem)))
         else:
             raise InputError(item, "input not found")
-    return paths
+    seen: dict[Path, Path] = {}
+    for it in items:
+        if it.stem in seen:
+            raise InputError(it.path, f"its outputs would overwrite those of {seen[it.stem]}; rename one")
+        seen[it.stem] = it.path
+    return items
 
 
-def colorize_depth(depth: np.ndarray, cmap: str = "magma") -> np.ndarray:
-    """Colour-map inverse depth (near = bright), 1-99 percentile range: ``H x W`` -> ``H x W x 3`` uint8."""
+def collect_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
+    """Image paths of `collect_inputs` (videos are rejected): files and folders, searched recursively."""
+    items = collect_inputs(inputs)
+    for it in items:
+        if it.kind != "image":
+            raise InputError(it.path, "a video where only images are accepted")
+    return [it.path for it in items]
+
+
+def _kind(path: Path) -> str:
+    return "video" if path.suffix.lower() in VIDEO_SUFFIXES else "image"
+
+
+# ------------------------------------------------------------------------------------------- colouring
+
+
+def disparity_range(depth: np.ndarray) -> tuple[float, float]:
+    """The 1st-99th percentile range of inverse depth: the colour scale of `colorize_depth`."""
+    disp = 1.0 / np.maximum(depth[np.isfinite(depth) & (depth > 0)], 1e-6)
+    if disp.size == 0:
+        return 0.0, 1.0
+    vmin, vmax = float(np.percentile(disp, 1)), float(np.percentile(disp, 99))
+    return vmin, max(vmax, vmin + 1e-9)
+
+
+def colorize_depth(
+    depth: np.ndarray, cmap: str = "magma", disp_range: tuple[float, float] | None = None
+) -> np.ndarray:
+    """Colour-map inverse depth (near = bright): ``H x W`` -> ``H x W x 3`` uint8.
+
+    Args:
+        depth: ``H x W`` depth (any units; the colouring is scale-invariant).
+        cmap: matplotlib colour map.
+        disp_range: inverse-depth values mapped to the ends of the colour map; default the 1-99
+            percentile range of this map (`disparity_range`). Fix it to compare maps, e.g. video frames.
+
+    Example:
+        >>> colorize_depth(np.array([[1.0, 10.0]])).shape
+        (1, 2, 3)
+    """
+    vmin, vmax = disp_range or disparity_range(depth)
     disp = 1.0 / np.maximum(depth, 1e-6)
-    vmin, vmax = np.percentile(disp, 1), np.percentile(disp, 99)
     normed = np.clip((disp - vmin) / max(vmax - vmin, 1e-9), 0, 1)
     return (colormaps[cmap](normed)[..., :3] * 255).astype(np.uint8)
 
 
-def save_depth_outputs(out_dir: Path, name: str, depth: np.ndarray) -> None:
+def _depth_ticks(disp_range: tuple[float, float], max_ticks: int = 7) -> list[float]:
+    """Round depth values inside the colour bar's range, as inverse depths (the bar is linear in those).
+
+    A 1-2-5 series per decade suits wide ranges; a narrow range gets evenly spaced round values.
+    """
+    from matplotlib.ticker import MaxNLocator
+
+    d_near, d_far = 1.0 / disp_range[1], 1.0 / max(disp_range[0], 1e-9)
+    decades = range(math.floor(math.log10(d_near)) - 1, math.ceil(math.log10(d_far)) + 1)
+    depths = sorted({m * 10.0**e for e in decades for m in (1, 2, 5) if d_near <= m * 10.0**e <= d_far})
+    if len(depths) < 3:
+        depths = [d for d in MaxNLocator(5).tick_values(d_near, d_far) if d_near <= d <= d_far and d > 0]
+    while len(depths) > max_ticks:
+        depths = depths[::2]
+    return [1.0 / d for d in depths]
+
+
+def legend_image(colored: np.ndarray, disp_range: tuple[float, float], units: str, cmap: str = "magma"):
+    """The colour-mapped depth with a colour bar in depth values and a caption saying the units.
+
+    Args:
+        colored: ``H x W x 3`` output of `colorize_depth` with the same ``disp_range``.
+        disp_range: inverse-depth range of the colouring.
+        units: `NETWORK_UNITS` or a metric label such as "metric (scaled by camera height 1.65 m)".
+
+    Returns:
+        An RGB uint8 image (larger than ``colored``).
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import FixedLocator, FuncFormatter
+
+    H, W = colored.shape[:2]
+    width_in = max(6.0, W / 100)
+    image_in = width_in * 0.8 * H / W
+    fig = Figure(figsize=(width_in, image_in + 0.6), dpi=100)
+    canvas = FigureCanvasAgg(fig)
+    bottom = 0.45 / (image_in + 0.6)
+    ax = fig.add_axes((0.01, bottom, 0.8, 1 - bottom - 0.02))
+    ax.imshow(colored)
+    ax.axis("off")
+    cax = fig.add_axes((0.84, bottom, 0.025, 1 - bottom - 0.02))
+    bar = fig.colorbar(ScalarMappable(Normalize(*disp_range), cmap), cax=cax)
+    bar.locator = FixedLocator(_depth_ticks(disp_range))
+    bar.formatter = FuncFormatter(lambda x, _: f"{1.0 / x:.3g}" if x > 0 else "inf")
+    bar.update_ticks()
+    bar.set_label("depth" if units == NETWORK_UNITS else "depth [m]", fontsize=8)
+    cax.tick_params(labelsize=8)
+    fig.text(0.01, 0.08 / (image_in + 0.6), f"depth: {units}", fontsize=8)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+
+
+# ---------------------------------------------------------------------------------------- metric scale
+
+
+def fit_ground_height(
+    depth: np.ndarray,
+    K: np.ndarray,
+    bottom_fraction: float = 0.3,
+    max_tilt_deg: float = 30.0,
+    inlier_tol: float = 0.05,
+    iterations: int = 200,
+    min_inlier_fraction: float = 0.3,
+    max_points: int = 4000,
+) -> float | None:
+    """Camera height above the ground plane, in the units of ``depth``, or None when no plane is found.
+
+    The bottom ``bottom_fraction`` of the rows is back-projected with ``K``; RANSAC picks the plane
+    ``n . X = h`` (unit ``n`` within ``max_tilt_deg`` of the camera's down axis, ``h > 0``) that most points
+    lie on within ``inlier_tol * h`` (relative, since the units are unknown), and a least-squares fit to its
+    inliers gives ``h``. Deterministic (fixed random seed).
+
+    Args:
+        depth: ``H x W`` z-depth; non-finite or non-positive pixels are ignored.
+        K: ``3 x 3`` intrinsics of ``depth``'s resolution.
+        bottom_fraction: share of the image height, from the bottom, assumed to show mostly ground.
+        min_inlier_fraction: below this share of plane points the fit is rejected (returns None).
+
+    Example:
+        >>> K = np.array([[50.0, 0, 31.5], [0, 50.0, 31.5], [0, 0, 1]])
+        >>> v = np.arange(64.0)[:, None].repeat(64, 1)
+        >>> depth = np.where(v > 40, 2.0 * 50.0 / np.maximum(v - 31.5, 1e-3), 100.0)  # ground 2 below
+        >>> round(fit_ground_height(depth, K), 6)
+        2.0
+    """
+    H, W = depth.shape
+    top = min(int(round(H * (1.0 - bottom_fraction))), H - 1)
+    d = torch.as_tensor(depth[top:], dtype=torch.float64)
+    v, u = torch.meshgrid(
+        torch.arange(top, H, dtype=torch.float64), torch.arange(W, dtype=torch.float64), indexing="ij"
+    )
+    valid = torch.isfinite(d) & (d > 0)
+    uv = torch.stack([u[valid], v[valid]], dim=-1)
+    camera = Camera.from_K(torch.as_tensor(K, dtype=torch.float64), W, H)
+    points = camera.backproject(uv, d[valid]).numpy()
+    if len(points) < 3:
+        return None
+    points = points[np.linspace(0, len(points) - 1, min(len(points), max_points)).astype(int)]
+    min_cos = math.cos(math.radians(max_tilt_deg))
+
+    def plane_from(normal: np.ndarray, point: np.ndarray) -> tuple[np.ndarray, float]:
+        # Orient so that h = n . X > 0: the plane lies on the positive side, as ground below the camera.
+        h = float(normal @ point)
+        return (normal, h) if h >= 0 else (-normal, -h)
+
+    rng = np.random.default_rng(0)
+    samples = points[rng.integers(0, len(points), size=(iterations, 3))]
+    normals = np.cross(samples[:, 1] - samples[:, 0], samples[:, 2] - samples[:, 0])
+    lengths = np.linalg.norm(normals, axis=1)
+    best, best_count = None, 0
+    for normal, length, sample in zip(normals, lengths, samples, strict=True):
+        if length < 1e-12:
+            continue
+        n, h = plane_from(normal / length, sample[0])
+        if h <= 0 or n[1] < min_cos:
+            continue
+        count = int((np.abs(points @ n - h) < inlier_tol * h).sum())
+        if count > best_count:
+            best, best_count = (n, h), count
+    if best is None:
+        return None
+    n, h = best
+    inliers = points[np.abs(points @ n - h) < inlier_tol * h]
+    centroid = inliers.mean(axis=0)
+    normal = np.linalg.svd(inliers - centroid, full_matrices=False)[2][-1]
+    n, h = plane_from(normal, centroid)
+    if h <= 0 or n[1] < min_cos:
+        return None
+    if (np.abs(points @ n - h) < inlier_tol * h).mean() < min_inlier_fraction:
+        return None
+    return h
+
+
+def _check_scaling(scale: float | None, camera_height: float | None) -> None:
+    if scale is not None and camera_height is not None:
+        raise InputError("--scale/--camera-height", "give at most one way of making depth metric")
+    for name, value in (("--scale", scale), ("--camera-height", camera_height)):
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise InputError(name, f"must be a positive number, got {value}")
+
+
+def camera_height_label(camera_height: float) -> str:
+    return f"metric (scaled by camera height {camera_height:g} m)"
+
+
+def user_scale_label(scale: float) -> str:
+    return f"metric (scaled by user factor {scale:g})"
+
+
+# ------------------------------------------------------------------------------------------- predictor
+
+
+def intrinsics_from_fov(width: int, height: int, fx: float | None = None, fov: float | None = None):
+    """``3 x 3`` K with square pixels and the principal point at the image centre, from fx or FOV.
+
+    Args:
+        fx: focal length in pixels at this resolution.
+        fov: horizontal field of view in degrees (used when ``fx`` is None).
+
+    Example:
+        >>> intrinsics_from_fov(100, 50, fov=90.0)[0].round(6).tolist()
+        [50.0, 0.0, 49.5]
+    """
+    if fx is not None and fov is not None:
+        raise InputError("--fx/--fov", "give the focal length or the field of view, not both")
+    if fx is None:
+        if fov is None or not 0 < fov < 180:
+            raise InputError("--fov", f"horizontal field of view must be in (0, 180) degrees, got {fov}")
+        fx = (width / 2) / math.tan(math.radians(fov) / 2)
+    if not (math.isfinite(fx) and fx > 0):
+        raise InputError("--fx", f"focal length must be a positive number of pixels, got {fx}")
+    return np.array([[fx, 0, (width - 1) / 2], [0, fx, (height - 1) / 2], [0, 0, 1]], dtype=np.float64)
+
+
+def training_intrinsics(cfg: Config) -> np.ndarray | None:
+    """K at the training resolution, read from the training dataset in ``cfg.data`` (None if unavailable).
+
+    The first sample of the test, validation or training split gives it (all sequences of a dataset are
+    assumed to share one camera). Use it to record the camera in a checkpoint (`INTRINSICS_KEY`).
+    """
+    from sa4depth.data.datamodule import build_dataset
+
+    for split in dict.fromkeys((cfg.data.test_split, cfg.data.val_split, cfg.data.train_split)):
+        try:
+            dataset = build_dataset(cfg.data, split, train=False)
+            if len(dataset):
+                return dataset[0]["K"].double().numpy()
+        except (InputError, OSError) as e:
+            logger.debug("no intrinsics from split %s: %s", split, e)
+    return None
+
+
+def _checkpoint_intrinsics(path: Path, cfg: Config) -> tuple[np.ndarray | None, str]:
+    """Training-resolution K and where it came from: the checkpoint entry, else the training dataset."""
+    # Memory-mapped: the tensors are not read, so looking for one small entry costs little.
+    ckpt = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+    entry = ckpt.get(INTRINSICS_KEY) if isinstance(ckpt, dict) else None
+    if entry is not None:
+        try:
+            K = torch.as_tensor(np.asarray(entry["K"], dtype=np.float64).reshape(3, 3))
+            cam = Camera.from_K(K, entry["width"], entry["height"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise InputError(path, f"malformed {INTRINSICS_KEY} entry ({e.__class__.__name__})") from None
+        return cam.resize_to(
+            cfg.data.width, cfg.data.height
+        ).K().numpy(), f"checkpoint entry {INTRINSICS_KEY}"
+    K = training_intrinsics(cfg)
+    return K, ("training dataset " + str(cfg.data.root)) if K is not None else "none"
+
+
+class DepthPredictor:
+    """The depth network of a checkpoint with its input size and training camera.
+
+    Args:
+        depth_net: a `sa4depth.models.depth_net.DepthNet`.
+        height, width: the training resolution (multiples of 32): inputs are resized to it.
+        K_train: ``3 x 3`` training intrinsics at that resolution, or None if unknown.
+        device: torch device; default CUDA when available, else CPU.
+    """
+
+    def __init__(self, depth_net, height: int, width: int, K_train: np.ndarray | None = None, device=None):
+        if device is None:
+            device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = torch.device(device)
+        self.depth_net = depth_net.eval().to(self.device)
+        self.height, self.width = height, width
+        self.K_train = K_train
+        self.intrinsics_source = "none" if K_train is None else "given"
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: str | os.PathLike, device=None) -> DepthPredictor:
+        from sa4depth.train.run import load_checkpoint
+
+        system, cfg = load_checkpoint(checkpoint)
+        K, source = _checkpoint_intrinsics(Path(checkpoint), cfg)
+        predictor = cls(system.model.depth_net, cfg.data.height, cfg.data.width, K, device)
+        predictor.intrinsics_source = source
+        return predictor
+
+    @torch.inference_mode()
+    def predict(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Depth in network units for uint8 ``H x W x 3`` images, each returned at its own size (float32)."""
+        batch = np.stack([self._resize(im, self.width, self.height) for im in images])
+        x = torch.from_numpy(batch).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
+        depth = self.depth_net.predict_depth(x)[:, 0].float().cpu().numpy()
+        return [
+            self._resize(d, im.shape[1], im.shape[0]).astype(np.float32)
+            for d, im in zip(depth, images, strict=True)
+        ]
+
+    @staticmethod
+    def _resize(array: np.ndarray, width: int, height: int) -> np.ndarray:
+        if array.shape[:2] == (height, width):
+            return array
+        shrinking = array.shape[0] > height or array.shape[1] > width
+        return cv2.resize(
+            array, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
+        )
+
+    def intrinsics(self, width: int, height: int, fx: float | None = None, fov: float | None = None):
+        """K for an input of ``width x height``: from ``fx``/``fov`` if given, else the training camera.
+
+        Raises:
+            InputError: neither is given and the checkpoint has no known camera.
+        """
+        if fx is not None or fov is not None:
+            return intrinsics_from_fov(width, height, fx, fov)
+        if self.K_train is None:
+            raise InputError(
+                "intrinsics",
+                "the checkpoint records no camera and its training data is not on disk; pass --fx or --fov",
+            )
+        cam = Camera.from_K(torch.as_tensor(self.K_train), self.width, self.height).resize_to(width, height)
+        return cam.K().numpy()
+
+    def height_scale(
+        self, images, depths, camera_height: float, name, fx: float | None = None, fov: float | None = None
+    ) -> tuple[float, float]:
+        """``(factor, h_net)`` making ``depths`` metric: ``camera_height / h_net``, ``h_net`` the median of
+        `fit_ground_height` over the images (each with its own intrinsics).
+
+        Raises:
+            InputError: naming ``name``, when no image shows a ground plane.
+        """
+        heights = []
+        for image, depth in zip(images, depths, strict=True):
+            h = fit_ground_height(depth, self.intrinsics(image.shape[1], image.shape[0], fx, fov))
+            if h is not None:
+                heights.append(h)
+        if not heights:
+            raise InputError(
+                name,
+                "no ground plane found in the bottom of the image; use --scale instead of --camera-height",
+            )
+        h_net = float(np.median(heights))
+        return camera_height / h_net, h_net
+
+
+# ------------------------------------------------------------------------------------------- writing
+
+
+def save_depth_outputs(
+    out_dir: Path,
+    name: str | Path,
+    depth: np.ndarray,
+    legend: str | None = None,
+    disp_range: tuple[float, float] | None = None,
+) -> dict[str, str]:
+    """Write ``<name>_depth.npy`` (float32) and the colour PNG ``<name>_depth.png`` atomically.
+
+    Args:
+        legend: the units (see `legend_image`); when given the PNG carries a colour bar and caption.
+        disp_range: colour range (see `colorize_depth`).
+
+    Returns:
+        The written paths, keys ``"npy"`` and ``"png"``.
+    """
+    npy, png = out_dir / f"{name}_depth.npy", out_dir / f"{name}_depth.png"
     buf = io.BytesIO()
     np.save(buf, depth.astype(np.float32))
-    atomic_write_bytes(out_dir / f"{name}_depth.npy", buf.getvalue())
-    write_image(out_dir / f"{name}_depth.png", colorize_depth(depth))
+    atomic_write_bytes(npy, buf.getvalue())
+    disp_range = disp_range or disparity_range(depth)
+    colored = colorize_depth(depth, disp_range=disp_range)
+    write_image(png, legend_image(colored, disp_range, legend) if legend else colored)
+    return {"npy": str(npy), "png": str(png)}
 
 
-@torch.inference_mode()
+class AtomicVideoWriter:
+    """An mp4 ('mp4v') writer that renders into a temporary file and renames it on a clean close."""
+
+    def __init__(self, path: Path, fps: float, size: tuple[int, int]):
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
+        os.close(fd)
+        self.tmp = Path(tmp)
+        _chmod_like_new_file(self.tmp)
+        self.size = size
+        self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+        if not self.writer.isOpened():
+            self.tmp.unlink(missing_ok=True)
+            raise InputError(path, "cannot write video: this OpenCV has no 'mp4v' encoder")
+
+    def write(self, rgb: np.ndarray) -> None:
+        if (rgb.shape[1], rgb.shape[0]) != self.size:
+            raise ValueError(f"frame size {rgb.shape[1]}x{rgb.shape[0]} != video size {self.size}")
+        self.writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+
+    def __enter__(self) -> AtomicVideoWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.writer.release()
+        if exc_type is None:
+            os.replace(self.tmp, self.path)
+        else:
+            self.tmp.unlink(missing_ok=True)
+
+
+def _chmod_like_new_file(path: Path) -> None:
+    """mkstemp creates 0600 files; give the output the permissions a plain ``open`` would (0666 - umask)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
+def open_video(path: Path) -> cv2.VideoCapture:
+    """Open a video; one that OpenCV cannot open or decode a first frame of raises `InputError`."""
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise InputError(path, "cannot decode video (corrupt, or a codec this OpenCV build lacks)")
+    return cap
+
+
+def video_frames(path: Path, every: int = 1, limit: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield ``(index, RGB uint8 frame)`` of a video, every ``every``-th frame, at most ``limit`` frames."""
+    cap = open_video(path)
+    try:
+        index = yielded = 0
+        while limit is None or yielded < limit:
+            if index % every:
+                ok = cap.grab()  # skip without converting the frame
+            else:
+                ok, frame = cap.read()
+            if not ok:
+                if index == 0:
+                    raise InputError(path, "cannot decode video: no frame could be read")
+                break
+            if index % every == 0:
+                yield index, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+                yielded += 1
+            index += 1
+    finally:
+        cap.release()
+
+
+def _video_info(path: Path) -> tuple[int, float]:
+    cap = open_video(path)
+    count, fps = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), cap.get(cv2.CAP_PROP_FPS)
+    cap.release()
+    return max(count, 0), (fps if math.isfinite(fps) and fps > 0 else 10.0)
+
+
+def _batched(iterable, size: int) -> Iterator[list]:
+    batch = []
+    for x in iterable:
+        batch.append(x)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+# ------------------------------------------------------------------------------------------- main entry
+
+
 def predict_paths(
-    checkpoint: str | Path, inputs: list[str | Path], out_dir: str | Path, batch_size: int = 4
+    checkpoint: str | os.PathLike,
+    inputs: Sequence[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    batch_size: int = 4,
+    video_out: bool = False,
+    scale: float | None = None,
+    camera_height: float | None = None,
+    legend: bool = False,
+    fx: float | None = None,
+    fov: float | None = None,
+    progress: bool = True,
 ) -> int:
-    """Predict depth for every image in ``inputs`` at the checkpoint's training resolution.
+    """Predict depth for images, folders (recursive) and videos with the checkpoint's depth network.
 
-    Depth is resized back to each image's own size. Returns the number of maps written.
+    Per image ``<name>``: ``<name>_depth.png`` (magma on inverse depth, near = bright; with a colour bar
+    in depth units if ``legend``) and ``<name>_depth.npy`` (float32 ``H x W`` at the image's own size).
+    Per video ``<name>``: the same per frame in ``<name>/<frame>_depth.*`` and, if ``video_out``,
+    ``<name>_side_by_side.mp4`` (input | depth). ``predictions.json`` lists every output with its units,
+    scale factor and intrinsics. All files are written atomically.
+
+    Args:
+        checkpoint: a training checkpoint (`sa4depth.train.run.load_checkpoint`).
+        inputs: image files, video files and folders.
+        out_dir: output folder (created).
+        batch_size: images per network call.
+        video_out: also write side-by-side videos for video inputs.
+        scale: multiply depth by this factor (metric if the user's factor is).
+        camera_height: camera height above the ground in metres: metric depth by a ground-plane fit
+            (see the module docstring); needs intrinsics (checkpoint, ``fx`` or ``fov``).
+        legend: add a colour bar with depth values to the PNGs.
+        fx, fov: intrinsics of the inputs (see `DepthPredictor.intrinsics`).
+        progress: show a rich progress bar.
+
+    Returns:
+        The number of depth maps written (images plus video frames).
+
+    Raises:
+        InputError: missing/corrupt/unsupported inputs, an unreadable checkpoint, bad options.
     """
-    from sa4depth.train.run import load_checkpoint
-
-    paths = collect_images(inputs)
-    system, cfg = load_checkpoint(checkpoint)
-    depth_net = system.model.depth_net.eval()
-    H, W = cfg.data.height, cfg.data.width
+    if batch_size < 1:
+        raise InputError("--batch-size", f"must be at least 1, got {batch_size}")
+    _check_scaling(scale, camera_height)
+    items = collect_inputs(inputs)
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(out_dir, "output path exists and is not a folder")
+    predictor = DepthPredictor.from_checkpoint(checkpoint)
+    if camera_height is not None and fx is None and fov is None:
+        predictor.intrinsics(predictor.width, predictor.height)  # fail now, not after the first batch
     out_dir.mkdir(parents=True, exist_ok=True)
-    for start in range(0, len(paths), batch_size):
-        chunk = paths[start : start + batch_size]
-        originals = [read_image(p) for p in chunk]
-        batch = np.stack([cv2.resize(im, (W, H), interpolation=cv2.INTER_AREA) for im in originals])
-        images = torch.from_numpy(batch).permute(0, 3, 1, 2).float() / 255.0
-        depth = depth_net.predict_depth(images)[:, 0].numpy()
-        for path, image, d in zip(chunk, originals, depth, strict=True):
-            full = cv2.resize(d, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR)
-            save_depth_outputs(out_dir, path.stem, full)
-    return len(paths)
+    manifest = {
+        "checkpoint": str(checkpoint),
+        "network_resolution": [predictor.height, predictor.width],
+        "units": (
+            user_scale_label(scale)
+            if scale is not None
+            else camera_height_label(camera_height)
+            if camera_height is not None
+            else NETWORK_UNITS
+        ),
+        "intrinsics_source": "fx/fov" if fx is not None or fov is not None else predictor.intrinsics_source,
+        "outputs": [],
+    }
+    images = [it for it in items if it.kind == "image"]
+    videos = [it for it in items if it.kind == "video"]
+    totals = [len(images)] + [_video_info(v.path)[0] for v in videos]
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    written = 0
+    with Progress(*columns, disable=not progress) as bar:
+        task = bar.add_task("predicting depth", total=sum(totals) or None)
+        options = dict(scale=scale, camera_height=camera_height, legend=legend, fx=fx, fov=fov)
+        for chunk in _batched(images, batch_size):
+            written += _predict_images(predictor, chunk, out_dir, manifest, **options)
+            bar.advance(task, len(chunk))
+        for item in videos:
+            advance = functools.partial(bar.advance, task)
+            written += _predict_video(
+                predictor, item, out_dir, batch_size, video_out, manifest, advance, **options
+            )
+    atomic_write_text(out_dir / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+    return written
+
+
+def _scaling(predictor, item, images, depths, scale, camera_height, fx, fov) -> tuple[float, str, dict]:
+    """``(factor, units label, manifest extras)`` for one image or one video's sample frames."""
+    if scale is not None:
+        return scale, user_scale_label(scale), {}
+    if camera_height is None:
+        return 1.0, NETWORK_UNITS, {}
+    factor, h_net = predictor.height_scale(images, depths, camera_height, item.path, fx, fov)
+    return factor, camera_height_label(camera_height), {"camera_height_network_units": h_net}
+
+
+def _predict_images(predictor, chunk, out_dir, manifest, *, scale, camera_height, legend, fx, fov) -> int:
+    originals = [read_image(it.path) for it in chunk]
+    for item, image, depth in zip(chunk, originals, predictor.predict(originals), strict=True):
+        factor, units, extra = _scaling(predictor, item, [image], [depth], scale, camera_height, fx, fov)
+        paths = save_depth_outputs(out_dir, item.stem, depth * factor, legend=units if legend else None)
+        try:
+            K = predictor.intrinsics(image.shape[1], image.shape[0], fx, fov).tolist()
+        except InputError:
+            K = None
+        entry = {"input": str(item.path), "kind": "image", **paths, "units": units, "scale_factor": factor}
+        manifest["outputs"].append({**entry, "K": K, **extra})
+    return len(chunk)
+
+
+def _predict_video(
+    predictor,
+    item,
+    out_dir,
+    batch_size,
+    video_out,
+    manifest,
+    advance,
+    *,
+    scale,
+    camera_height,
+    legend,
+    fx,
+    fov,
+) -> int:
+    count, fps = _video_info(item.path)
+    sample, sample_depths = [], []
+    if camera_height is not None:
+        # One factor for the whole video (median over sampled frames): a per-frame one would flicker.
+        every = max(1, count // VIDEO_SCALE_FRAMES)
+        sample = [f for _, f in video_frames(item.path, every=every, limit=VIDEO_SCALE_FRAMES)]
+        sample_depths = [d for batch in _batched(sample, batch_size) for d in predictor.predict(batch)]
+    factor, units, extra = _scaling(predictor, item, sample, sample_depths, scale, camera_height, fx, fov)
+    label = units if legend else None
+    frame_dir = out_dir / item.stem
+    video_path = out_dir / f"{item.stem}_side_by_side.mp4"
+    disp_range, n = None, 0
+    with contextlib.ExitStack() as stack:
+        writer = None
+        for batch in _batched(video_frames(item.path), batch_size):
+            frames = [f for _, f in batch]
+            for (index, frame), depth in zip(batch, predictor.predict(frames), strict=True):
+                depth = depth * factor
+                # One colour range per video, from its first frame, so the brightness does not flicker.
+                disp_range = disp_range or disparity_range(depth)
+                save_depth_outputs(frame_dir, f"{index:06d}", depth, legend=label, disp_range=disp_range)
+                if video_out:
+                    if writer is None:
+                        size = (2 * frame.shape[1], frame.shape[0])
+                        writer = stack.enter_context(AtomicVideoWriter(video_path, fps, size))
+                    writer.write(np.hstack([frame, colorize_depth(depth, disp_range=disp_range)]))
+                n += 1
+            advance(len(batch))
+    if count and n < count:
+        logger.warning("%s: decoded %d of %d frames (truncated or damaged file?)", item.path, n, count)
+    entry = {"input": str(item.path), "kind": "video", "frames": n, "frame_dir": str(frame_dir)}
+    entry["side_by_side"] = str(video_path) if video_out else None
+    manifest["outputs"].append({**entry, "units": units, "scale_factor": factor, **extra})
+    return n

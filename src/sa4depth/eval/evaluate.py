@@ -69,8 +69,9 @@ def evaluate_model(
 
     results: dict = {"split": split, "protocol": accumulator.protocol.name, "depth": accumulator.compute()}
     by_sequence = accumulator.scales_by_sequence()
-    if len(by_sequence) >= 1:
+    if by_sequence:
         results["scale_consistency"] = scale_consistency(by_sequence)
+        results["scales_by_sequence"] = by_sequence
     if pairs:
         results.update(_pose_results(pairs))
     return results
