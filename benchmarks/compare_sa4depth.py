@@ -21,6 +21,8 @@ from sa4depth.data import synthetic
 from sa4depth.demo import COLUMNS, flat_summary, train_and_evaluate
 from sa4depth.eval.report_table import write_metrics_json
 
+ENCODER = ["model.encoder=efficientnet_lite0", "model.pretrained=imagenet"]
+
 VARIANTS = {
     "monodepth2": ["loss.pipeline=monodepth2"],
     "monodepth2+sa4depth": ["loss.pipeline=monodepth2", "refine.enabled=true"],
@@ -81,6 +83,7 @@ def main() -> None:
                     f"trainer.seed={seed}",
                     "loss.automask=false",
                     "trainer.val_check_interval=1.0",
+                    *ENCODER,
                     *VARIANTS[name],
                     *args.overrides,
                 ]
