@@ -102,11 +102,6 @@ def test_truncated_image(capsys, world):
     check(capsys, train_args(world), image, "cannot decode image", "truncated")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="torch re-raises a worker's InputError as RuntimeError (InputError needs one-argument "
-    "construction, see the proposed sa4depth/errors.py change)",
-)
 def test_truncated_image_read_by_a_loader_worker(capsys, world):
     image = world / "sequences" / "a" / "images" / "000002.png"
     image.write_bytes(image.read_bytes()[:200])

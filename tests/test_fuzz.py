@@ -142,11 +142,6 @@ def rng():
     return np.random.default_rng(SEED)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="layout.py readers let UnicodeDecodeError, BadZipFile, DecompressionBombError and ValueError "
-    "escape (fixes proposed in the reliability report)",
-)
 def test_file_readers_raise_only_input_errors(tmp_path, rng):
     cases = []
     valid_png = png_bytes(rng.integers(0, 256, (16, 24, 3), dtype=np.uint8))
@@ -239,11 +234,6 @@ def mutate_world(root, rng) -> str:
     return f"{how} {path.relative_to(root)}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="layout.py readers let UnicodeDecodeError, BadZipFile, DecompressionBombError and ValueError "
-    "escape (fixes proposed in the reliability report)",
-)
 def test_folder_dataset_raises_only_input_errors(tmp_path, rng):
     clean = toy_world(tmp_path / "clean", frames=4, size=(32, 64))
     cases = []

@@ -7,7 +7,9 @@ The CLI prints it as a single line (``error: <path>: <problem>``) instead of a t
 class InputError(Exception):
     """Bad user input: the message names the file (or config key) and the problem."""
 
-    def __init__(self, path, problem: str):
+    def __init__(self, path, problem: str | None = None):
+        if problem is None:  # re-raised from a DataLoader worker: the traceback's last line is the original
+            path, problem = "", str(path).rstrip().splitlines()[-1].split("InputError: ", 1)[-1]
         self.path = str(path)
         self.problem = problem
-        super().__init__(f"{self.path}: {problem}")
+        super().__init__(f"{self.path}: {problem}" if self.path else problem)

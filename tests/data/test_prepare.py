@@ -196,10 +196,6 @@ def test_training_with_refinement_runs_on_prepared_video(videos, tmp_path):
     assert torch.load(ckpt_dir / "last.ckpt", weights_only=False)["global_step"] == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="train/run.py's ModelCheckpoint monitors val/abs_rel, which data without depth never logs",
-)
 def test_validation_runs_without_depth_ground_truth(videos, tmp_path):
     root = tmp_path / "ds"
     # stride 3: 3 training targets, so one step per epoch and validation runs within 2 steps.

@@ -14,7 +14,9 @@ It mirrors KITTI odometry: one folder per sequence, camera-to-world ``poses.txt`
 from __future__ import annotations
 
 import os
+import re
 import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -54,7 +56,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         with Image.open(path) as im:
             im.load()
             return np.asarray(im.convert("RGB"))
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as e:
         raise InputError(path, f"cannot decode image ({e.__class__.__name__}: {e})") from None
 
 
@@ -68,13 +70,21 @@ def write_image(path: str | os.PathLike, image: np.ndarray) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
+def read_text(path: Path) -> str:
+    """Read a UTF-8 text file; binary garbage raises `InputError` instead of `UnicodeDecodeError`."""
+    try:
+        return path.read_text()
+    except UnicodeDecodeError as e:
+        raise InputError(path, f"not a text file (invalid UTF-8 at byte {e.start})") from None
+
+
 def read_matrix_rows(path: str | os.PathLike, cols: int) -> np.ndarray:
     """Read a text file of whitespace-separated numbers, ``cols`` per line, as ``N x cols`` float64."""
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "file not found")
     rows = []
-    for line_no, line in enumerate(path.read_text().splitlines(), start=1):
+    for line_no, line in enumerate(read_text(path).splitlines(), start=1):
         if not line.strip():
             continue
         try:
@@ -111,7 +121,7 @@ def read_cam(path: str | os.PathLike) -> np.ndarray:
     if not path.is_file():
         raise InputError(path, "calibration file not found")
     try:
-        values = np.array([float(x) for x in path.read_text().split()], dtype=np.float64)
+        values = np.array([float(x) for x in read_text(path).split()], dtype=np.float64)
     except ValueError:
         raise InputError(path, "calibration is not 9 numbers") from None
     if values.size != 9 or not np.isfinite(values).all():
@@ -137,10 +147,12 @@ def read_depth(path: str | os.PathLike) -> np.ndarray:
                 depth = z["depth"]
         else:
             depth = np.load(path)
-    except (OSError, ValueError, KeyError, EOFError) as e:
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
         raise InputError(path, f"cannot read depth ({e.__class__.__name__})") from None
-    if depth.ndim != 2:
-        raise InputError(path, f"depth must be H x W, found shape {depth.shape}")
+    if depth.ndim != 2 or depth.size == 0:
+        raise InputError(path, f"depth must be a non-empty H x W map, found shape {depth.shape}")
+    if not (np.issubdtype(depth.dtype, np.integer) or np.issubdtype(depth.dtype, np.floating)):
+        raise InputError(path, f"depth must be numeric, found dtype {depth.dtype}")
     return np.nan_to_num(depth.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
 
 
@@ -158,11 +170,11 @@ def read_split(path: str | os.PathLike) -> list[tuple[str, int]]:
     if not path.is_file():
         raise InputError(path, "split file not found")
     items = []
-    for line_no, line in enumerate(path.read_text().splitlines(), start=1):
+    for line_no, line in enumerate(read_text(path).splitlines(), start=1):
         parts = line.split()
         if not parts:
             continue
-        if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
+        if len(parts) != 2 or not re.fullmatch(r"-?[0-9]+", parts[1]):
             raise InputError(path, f"line {line_no}: expected '<sequence> <frame index>', got {line!r}")
         items.append((parts[0], int(parts[1])))
     return items
