@@ -352,7 +352,7 @@ def training_intrinsics(cfg: Config) -> np.ndarray | None:
 def _checkpoint_intrinsics(path: Path, cfg: Config) -> tuple[np.ndarray | None, str]:
     """Training-resolution K and where it came from: the checkpoint entry, else the training dataset."""
     # Memory-mapped: the tensors are not read, so looking for one small entry costs little.
-    ckpt = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+    ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     entry = ckpt.get(INTRINSICS_KEY) if isinstance(ckpt, dict) else None
     if entry is not None:
         try:

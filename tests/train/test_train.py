@@ -37,7 +37,11 @@ def test_training_writes_checkpoint_with_config_and_resumes(world, tmp_path):
     assert (ckpt_dir / "last.ckpt").is_file() and (tmp_path / "run" / "config.yaml").is_file()
     system, loaded = load_checkpoint(ckpt_dir / "last.ckpt")
     assert loaded.data.height == 64 and loaded.output_dir == str(tmp_path / "run")
-    assert torch.load(ckpt_dir / "last.ckpt", weights_only=False)["global_step"] == 3
+    ckpt = torch.load(ckpt_dir / "last.ckpt", weights_only=True)
+    assert ckpt["global_step"] == 3
+    # The training camera travels with the checkpoint, so `predict` needs nothing else.
+    # toy_world: f = 100 px, centred principal point, frames already at 64 x 192.
+    assert ckpt["sa4depth_intrinsics"]["K"] == [[100.0, 0.0, 95.5], [0.0, 100.0, 31.5], [0.0, 0.0, 1.0]]
     resumed = config(world, tmp_path / "run", "trainer.max_steps=5")
     train(resumed, resume=True, enable_progress_bar=False)
     assert torch.load(ckpt_dir / "last.ckpt", weights_only=False)["global_step"] == 5

@@ -87,6 +87,7 @@ class DepthPoseSystem(L.LightningModule):
         self._drop_reason: str | None = None  # why the current optimizer step will be dropped
         # Per validation image: (sequence, frame, metrics, pose/depth scale ratio or None).
         self._val_records: list[tuple[str, int, dict, float | None]] = []
+        self._intrinsics: dict | None = None  # the training camera, stored in checkpoints for `predict`
 
     # ---- distributed helpers -------------------------------------------------------------------------
 
@@ -177,6 +178,11 @@ class DepthPoseSystem(L.LightningModule):
     def on_train_start(self) -> None:
         # Also here: a run resumed mid-epoch starts without on_train_epoch_start.
         self._set_train_epoch()
+        from sa4depth.predict import training_intrinsics
+
+        K = training_intrinsics(self.cfg)
+        if K is not None:
+            self._intrinsics = {"K": K.tolist(), "width": self.cfg.data.width, "height": self.cfg.data.height}
 
     def on_train_epoch_start(self) -> None:
         self._set_train_epoch()
@@ -264,6 +270,8 @@ class DepthPoseSystem(L.LightningModule):
         checkpoint["sa4depth_config"] = config_to_dict(self.cfg)
         checkpoint["sa4depth_skipped_steps"] = self.skipped_steps
         checkpoint["sa4depth_rng"] = rng_state()
+        if self._intrinsics is not None:
+            checkpoint["sa4depth_intrinsics"] = self._intrinsics
         if self._world_size() > 1:
             digests = self._gather_objects(parameter_digest(self.model))
             checkpoint["sa4depth_replica_digests"] = digests
