@@ -18,10 +18,8 @@ import numpy as np
 import torch
 
 from sa4depth.data import synthetic
-from sa4depth.demo import COLUMNS, flat_summary, train_and_evaluate
+from sa4depth.demo import COLUMNS, DEMO_OVERRIDES, flat_summary, train_and_evaluate
 from sa4depth.eval.report_table import write_metrics_json
-
-ENCODER = ["model.encoder=efficientnet_lite0", "model.pretrained=imagenet"]
 
 VARIANTS = {
     "monodepth2": ["loss.pipeline=monodepth2"],
@@ -81,9 +79,7 @@ def main() -> None:
                     f"data.batch_size={args.batch_size}",
                     f"trainer.max_steps={args.steps}",
                     f"trainer.seed={seed}",
-                    "loss.automask=false",
-                    "trainer.val_check_interval=1.0",
-                    *ENCODER,
+                    *DEMO_OVERRIDES,
                     *VARIANTS[name],
                     *args.overrides,
                 ]
