@@ -26,11 +26,11 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from sa4depth.data import layout
+from sa4depth.data.base import SnippetDataset
 from sa4depth.data.datamodule import register_dataset
-from sa4depth.data.transforms import augment, resize_with_camera, to_tensor_images
+from sa4depth.data.transforms import resize_with_camera, to_tensor_images
 from sa4depth.errors import InputError
 
 logger = logging.getLogger(__name__)
@@ -199,7 +199,7 @@ def _find_split_file(root: Path, split: str) -> Path | None:
     return None
 
 
-class CityscapesDataset(Dataset):
+class CityscapesDataset(SnippetDataset):
     """Cityscapes snippets ``(target, target + offsets...)``, bonnet cropped, resized with their intrinsics.
 
     Every frame is cut to its top 75% (``crop=(0, 0, W, H * 3 // 4)``, 2048x768 for the full 2048x1024 frame)
@@ -248,7 +248,7 @@ class CityscapesDataset(Dataset):
         train: bool = False,
         seed: int = 0,
     ):
-        self.root = Path(root)
+        super().__init__(root, split, height, width, offsets, train, seed)
         if not self.root.is_dir():
             raise InputError(self.root, "Cityscapes root not found")
         self.sequence_dir = _first_dir(self.root, "leftImg8bit_sequence")
@@ -261,8 +261,6 @@ class CityscapesDataset(Dataset):
                 "not a Cityscapes root: neither leftImg8bit_sequence/ nor leftImg8bit/ found "
                 "(see docs/datasets_cityscapes_nyu.md)",
             )
-        self.height, self.width, self.offsets = height, width, tuple(offsets)
-        self.train, self.seed, self.epoch = train, seed, 0
         self._frames: dict[tuple[str, str], dict[tuple[str, int], Path]] = {}
         self._cameras: dict[tuple[str, str], dict[str, list[int]]] = {}
         self._camera_values: dict[Path, tuple[np.ndarray, float]] = {}
@@ -418,9 +416,6 @@ class CityscapesDataset(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
     def __getitem__(self, idx: int) -> dict:
         item = self.items[idx]
         K_raw, _ = self.camera(item)
@@ -449,8 +444,7 @@ class CityscapesDataset(Dataset):
         }
         if self.train:
             sample["depth"], sample["has_depth"] = torch.zeros(1, self.height, self.width), False
-            generator = torch.Generator().manual_seed(hash((self.seed, self.epoch, idx)) % (2**31))
-            return augment(sample, generator)
+            return self.finish(sample, idx)
         depth = self.gt_depth(item)
         if depth is not None and depth.shape != raw_shape[:2]:
             raise InputError(

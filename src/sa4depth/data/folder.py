@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from sa4depth.data import layout
-from sa4depth.data.transforms import augment, resize_depth, resize_with_camera, to_tensor_images
+from sa4depth.data.base import SnippetDataset
+from sa4depth.data.transforms import resize_depth, resize_with_camera, to_tensor_images
 from sa4depth.errors import InputError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -45,7 +45,7 @@ class SequenceFolder:
         return None
 
 
-class FolderDataset(Dataset):
+class FolderDataset(SnippetDataset):
     """Snippets ``(target, target + offsets...)`` from the folder layout, listed by a split file.
 
     Args:
@@ -67,7 +67,7 @@ class FolderDataset(Dataset):
         train: bool = False,
         seed: int = 0,
     ):
-        self.root = Path(root)
+        super().__init__(root, split, height, width, offsets, train, seed)
         if not (self.root / "sequences").is_dir():
             raise InputError(
                 self.root,
@@ -75,8 +75,6 @@ class FolderDataset(Dataset):
                 "`sa4depth prepare` to make one",
             )
         split_path = Path(split) if Path(split).suffix == ".txt" else self.root / "splits" / f"{split}.txt"
-        self.height, self.width, self.offsets = height, width, tuple(offsets)
-        self.train, self.seed, self.epoch = train, seed, 0
         self.items = layout.read_split(split_path)
         if not self.items:
             raise InputError(split_path, "split lists no frames")
@@ -101,9 +99,6 @@ class FolderDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.items)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
 
     @functools.cached_property
     def _identity_poses(self) -> torch.Tensor:
@@ -148,7 +143,4 @@ class FolderDataset(Dataset):
             )
         else:
             sample["T_src_tgt"], sample["has_pose"] = self._identity_poses, False
-        if self.train:
-            generator = torch.Generator().manual_seed(hash((self.seed, self.epoch, idx)) % (2**31))
-            sample = augment(sample, generator)
-        return sample
+        return self.finish(sample, idx)

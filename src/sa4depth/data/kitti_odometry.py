@@ -23,9 +23,9 @@ import re
 from pathlib import Path
 
 import numpy as np
-from torch.utils.data import Dataset
 
 from sa4depth.data import layout
+from sa4depth.data.base import SnippetDataset
 from sa4depth.data.datamodule import register_dataset
 from sa4depth.data.kitti_calib import OdometryCalib, load_odometry_calib
 from sa4depth.data.kitti_raw import (
@@ -34,9 +34,7 @@ from sa4depth.data.kitti_raw import (
     resolve_split_file,
     snippet_frames,
     snippet_sample,
-    train_generator,
 )
-from sa4depth.data.transforms import augment
 from sa4depth.errors import InputError
 
 _SEQUENCE_LIST = re.compile(r"^\d{1,2}(\s*,\s*\d{1,2})*$")
@@ -115,7 +113,7 @@ class OdometrySequence:
         return self.T_world_cam0[frames] @ np.linalg.inv(self.calib.T_cam_cam0(cam))
 
 
-class KittiOdometryDataset(Dataset):
+class KittiOdometryDataset(SnippetDataset):
     """Snippets ``(target, target + offsets...)`` of KITTI odometry sequences.
 
     Args:
@@ -140,13 +138,11 @@ class KittiOdometryDataset(Dataset):
         train: bool = False,
         seed: int = 0,
     ):
-        self.root = Path(root)
+        super().__init__(root, split, height, width, offsets, train, seed)
         if not (self.root / "sequences").is_dir():
             raise InputError(
                 self.root, "not a KITTI odometry root (no sequences/ folder; see docs/datasets_kitti.md)"
             )
-        self.height, self.width, self.offsets = height, width, tuple(offsets)
-        self.train, self.seed, self.epoch = train, seed, 0
         self.sequences: dict[str, OdometrySequence] = {}
         # (sequence, side, frames of the snippet, complete)
         self.items: list[tuple[str, str, list[int], bool]] = []
@@ -184,9 +180,6 @@ class KittiOdometryDataset(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
     def __getitem__(self, idx: int) -> dict:
         name, side, frames, complete = self.items[idx]
         seq = self.sequences[name]
@@ -202,9 +195,7 @@ class KittiOdometryDataset(Dataset):
             sequence=name,
             frame=frames[0],
         )
-        if self.train:
-            sample = augment(sample, train_generator(self.seed, self.epoch, idx))
-        return sample
+        return self.finish(sample, idx)
 
 
 register_dataset("kitti_odometry", KittiOdometryDataset)

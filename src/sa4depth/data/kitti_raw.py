@@ -31,12 +31,12 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from sa4depth.data import layout
+from sa4depth.data.base import SnippetDataset
 from sa4depth.data.datamodule import register_dataset
 from sa4depth.data.kitti_calib import RawCalib, load_raw_calib, rigid
-from sa4depth.data.transforms import augment, resize_depth, resize_with_camera, to_tensor_images
+from sa4depth.data.transforms import resize_depth, resize_with_camera, to_tensor_images
 from sa4depth.errors import InputError
 
 logger = logging.getLogger(__name__)
@@ -463,15 +463,10 @@ def snippet_frames(
     return frames, complete
 
 
-def train_generator(seed: int, epoch: int, idx: int) -> torch.Generator:
-    """The augmentation RNG of one sample, reproducible from (seed, epoch, index)."""
-    return torch.Generator().manual_seed(hash((seed, epoch, idx)) % (2**31))
-
-
 # --- Dataset ----------------------------------------------------------------------------------------------
 
 
-class KittiRawDataset(Dataset):
+class KittiRawDataset(SnippetDataset):
     """Snippets ``(target, target + offsets...)`` of KITTI raw drives listed by a split file.
 
     Args:
@@ -509,14 +504,12 @@ class KittiRawDataset(Dataset):
             raise ValueError(f"depth_source must be one of {DEPTH_SOURCES}, got {depth_source!r}")
         if pose_source not in POSE_SOURCES:
             raise ValueError(f"pose_source must be one of {POSE_SOURCES}, got {pose_source!r}")
-        self.root = Path(root)
+        super().__init__(root, split, height, width, offsets, train, seed)
         if not self.root.is_dir():
             raise InputError(
                 self.root, "KITTI raw root not found (expected <root>/<date>/<drive>/image_02/data)"
             )
         self.split_path = resolve_split_file(self.root, split)
-        self.height, self.width, self.offsets = height, width, tuple(offsets)
-        self.train, self.seed, self.epoch = train, seed, 0
         self.depth_source, self.pose_source = depth_source, pose_source
         self.items = read_kitti_split(self.split_path)
         self._frames: dict[tuple[str, int], dict[int, Path]] = {}
@@ -547,9 +540,6 @@ class KittiRawDataset(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
     def __getitem__(self, idx: int) -> dict:
         item = self.items[idx]
         frames, complete = self.snippets[idx]
@@ -572,9 +562,7 @@ class KittiRawDataset(Dataset):
             expected_size=size,
             size_source=f"{calib.folder / 'calib_cam_to_cam.txt'} (S_rect_0{item.cam})",
         )
-        if self.train:
-            sample = augment(sample, train_generator(self.seed, self.epoch, idx))
-        return sample
+        return self.finish(sample, idx)
 
     def gt_depth(self, item: KittiFrame, calib: RawCalib) -> np.ndarray | None:
         """Ground-truth z-depth of a split entry at raw resolution, per ``depth_source``."""

@@ -30,8 +30,9 @@ import torch
 from torch.utils.data import Dataset
 
 from sa4depth.data import layout
+from sa4depth.data.base import SnippetDataset
 from sa4depth.data.datamodule import register_dataset
-from sa4depth.data.transforms import augment, resize_with_camera, to_tensor_images
+from sa4depth.data.transforms import resize_with_camera, to_tensor_images
 from sa4depth.errors import InputError
 from sa4depth.geometry import Camera
 
@@ -365,7 +366,7 @@ def official_test_scenes(root: str | os.PathLike) -> set[str] | None:
     return None if None in names else names
 
 
-class NYUVideoDataset(Dataset):
+class NYUVideoDataset(SnippetDataset):
     """Snippets ``(target, target + offsets...)`` of the NYUv2 raw videos (one folder per scene).
 
     640x480 frames lose a `BORDER` of 16 pixels on each side (crop ``(16, 16, 608, 448)``) and are resized to
@@ -400,12 +401,10 @@ class NYUVideoDataset(Dataset):
         train: bool = False,
         seed: int = 0,
     ):
-        self.root = Path(root)
+        super().__init__(root, split, height, width, offsets, train, seed)
         if not self.root.is_dir():
             raise InputError(self.root, "NYUv2 root not found")
         self.video_dir = video_root(self.root)
-        self.height, self.width, self.offsets = height, width, tuple(offsets)
-        self.train, self.seed, self.epoch = train, seed, 0
         self.scenes: dict[str, list[Path]] = {}
         self._K: dict[str, np.ndarray | None] = {}
         split_file = next(
@@ -501,9 +500,6 @@ class NYUVideoDataset(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
     def _load(
         self, scene: str, path: Path
     ) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int, int] | None]:
@@ -548,10 +544,7 @@ class NYUVideoDataset(Dataset):
             "sequence": scene,
             "frame": index,
         }
-        if self.train:
-            generator = torch.Generator().manual_seed(hash((self.seed, self.epoch, idx)) % (2**31))
-            sample = augment(sample, generator)
-        return sample
+        return self.finish(sample, idx)
 
 
 def build_nyu_dataset(
