@@ -66,3 +66,62 @@ def test_loss_decreases_when_overfitting_one_batch(world, pipeline):
         optim.step()
         losses.append(loss.item())
     assert np.mean(losses[-3:]) < 0.85 * np.mean(losses[:3])
+
+
+def test_overfitting_a_rendered_snippet_lowers_abs_rel(tmp_path):
+    """Self-supervision alone (no depth labels) must move depth towards the truth: after 40 steps on four
+    rendered street frames, AbsRel (median-scaled, against the renderer's exact depth) falls well below
+    the untrained network's. Measured here: 0.93 untrained, 0.53 after 40 steps (1 thread, seed 0)."""
+    from sa4depth.data import synthetic
+    from sa4depth.data.datamodule import build_dataset, collate
+    from sa4depth.eval.depth_metrics import DepthMetricAccumulator
+    from sa4depth.eval.protocols import SYNTHETIC
+    from sa4depth.train.model import DepthPoseModel
+
+    root = synthetic.render_dataset(
+        tmp_path / "w",
+        sequences=1,
+        frames=6,
+        height=64,
+        width=192,
+        seed=3,
+        split=(1.0, 0.0, 0.0),
+        progress=False,
+    )
+    cfg = load_config(
+        None,
+        [
+            f"data.root={root}",
+            "data.height=64",
+            "data.width=192",
+            "data.augment=false",
+            "loss.automask=false",
+        ],
+    )
+    dataset = build_dataset(cfg.data, "train", train=False)
+    batch = collate([dataset[i] for i in range(len(dataset))])
+
+    def abs_rel(model):
+        acc = DepthMetricAccumulator(SYNTHETIC)
+        with torch.no_grad():
+            depth = model.depth_net.predict_depth(batch["images"][:, 0])
+        for i in range(len(depth)):
+            acc.update(depth[i, 0], batch["depth"][i, 0])
+        return acc.compute()["abs_rel"]
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the same float summation order everywhere: a reproducible trajectory
+    try:
+        torch.manual_seed(0)
+        model = DepthPoseModel(cfg)
+        untrained = abs_rel(model)
+        optim = torch.optim.Adam(model.parameters(), lr=3e-4)
+        for step in range(40):
+            loss, _ = model.training_forward(batch, step)
+            optim.zero_grad()
+            loss.backward()
+            optim.step()
+        trained = abs_rel(model)
+    finally:
+        torch.set_num_threads(threads)
+    assert trained < 0.75 * untrained, (untrained, trained)

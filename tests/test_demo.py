@@ -1,0 +1,20 @@
+"""The README's main job in its smoke form: render, train both variants, evaluate, write the comparison."""
+
+import json
+
+from sa4depth.cli import main
+
+
+def test_quick_demo_writes_table_json_and_picture(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--out", str(out)]) == 0
+    results = json.loads((out / "comparison.json").read_text())
+    assert set(results) == {"monodepth2", "monodepth2+sa4depth"}
+    for name, r in results.items():
+        assert r["depth"]["count"] > 0, name
+        assert 0 < r["depth"]["abs_rel"] < 10, name
+        assert "seq_scale_std" in r["scale_consistency"], name
+    table = (out / "comparison.md").read_text()
+    assert "monodepth2+sa4depth" in table and "AbsRel" in table
+    assert (out / "depth_comparison.png").stat().st_size > 10_000
+    assert "comparison.md" in capsys.readouterr().out
