@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from sa4depth.config import LossConfig
+from sa4depth.errors import InputError
 from sa4depth.geometry import Camera, Pose, warp_frame
 from sa4depth.losses.photometric import min_reprojection_loss, photometric_error
 from sa4depth.losses.sc_depth import depth_inconsistency
@@ -105,5 +106,5 @@ OBJECTIVES = {"monodepth2": Monodepth2Objective, "sc_depth": SCDepthObjective}
 
 def build_objective(cfg: LossConfig):
     if cfg.pipeline not in OBJECTIVES:
-        raise ValueError(f"loss.pipeline must be one of {sorted(OBJECTIVES)}, got {cfg.pipeline!r}")
+        raise InputError("config", f"loss.pipeline must be one of {sorted(OBJECTIVES)}, got {cfg.pipeline!r}")
     return OBJECTIVES[cfg.pipeline](cfg)

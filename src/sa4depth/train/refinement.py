@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from sa4depth.config import RefineConfig
+from sa4depth.errors import InputError
 from sa4depth.geometry import Camera, Pose
 from sa4depth.models.feature_net import FeatureNet
 from sa4depth.refine import LMConfig, LMRefiner, image_pyramid_features
@@ -35,7 +36,7 @@ class PoseRefinement(nn.Module):
         super().__init__()
         self.cfg = cfg
         if cfg.features not in ("learned", "rgb"):
-            raise ValueError(f"refine.features must be 'learned' or 'rgb', got {cfg.features!r}")
+            raise InputError("config", f"refine.features must be 'learned' or 'rgb', got {cfg.features!r}")
         self.depth_encoder = depth_net.encoder if cfg.share_encoder else None
         self.feature_net = None
         if cfg.features == "learned":
