@@ -46,6 +46,34 @@ def summarise(runs: dict[str, list[dict]]) -> str:
     return "\n".join(lines)
 
 
+def write_untrained_reference(args, out: Path) -> None:
+    """The same networks before any training: what "learns" has to beat."""
+    from sa4depth.config import load_config
+    from sa4depth.eval.evaluate import evaluate_model
+    from sa4depth.train.model import DepthPoseModel
+
+    rows = []
+    for seed in args.seeds:
+        torch.manual_seed(seed)
+        cfg = load_config(
+            None,
+            [
+                f"data.root={args.data}",
+                f"data.height={args.height}",
+                f"data.width={args.width}",
+                *DEMO_OVERRIDES,
+                *args.overrides,
+            ],
+        )
+        rows.append(flat_summary(evaluate_model(DepthPoseModel(cfg), cfg, split="test")))
+    table = summarise({"untrained": rows})
+    (out / "untrained.md").write_text(
+        f"Command: python benchmarks/compare_sa4depth.py --untrained-reference --seeds "
+        f"{' '.join(map(str, args.seeds))}\n\n{table}\n"
+    )
+    print(table)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -58,10 +86,16 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument(
+        "--untrained-reference", action="store_true", help="only evaluate the untrained networks (per seed)"
+    )
     parser.add_argument("overrides", nargs="*", help="extra config overrides for every run")
     args = parser.parse_args()
 
     out = Path(args.out)
+    if args.untrained_reference:
+        write_untrained_reference(args, out)
+        return
     if not (Path(args.data) / "splits").is_dir():
         synthetic.benchmark_set(args.data, height=args.height, width=args.width)
     runs: dict[str, list[dict]] = {name: [] for name in args.variants}

@@ -252,7 +252,9 @@ def _add_demo(sub) -> None:
         "demo", help="the built-in default: render a world, train baseline and +SA4Depth, compare"
     )
     p.add_argument("--out", default="runs/demo", help="output folder (data, runs, comparison table)")
-    p.add_argument("--minutes", type=float, default=6.0, help="training budget per model, in minutes")
+    p.add_argument(
+        "--steps", type=int, default=600, help="training steps per model (600: ~10 min in all on 2 cores)"
+    )
     p.add_argument("--quick", action="store_true", help="a 1-minute smoke run (tiny data, few steps)")
     p.set_defaults(func=_run_demo)
 
@@ -260,7 +262,7 @@ def _add_demo(sub) -> None:
 def _run_demo(args) -> None:
     from sa4depth.demo import run_demo
 
-    run_demo(args.out, minutes=args.minutes, quick=args.quick)
+    run_demo(args.out, steps=args.steps, quick=args.quick)
 
 
 def _add_prepare(sub) -> None:

@@ -33,8 +33,9 @@ DEMO_OVERRIDES = [
     "trainer.val_check_interval=1.0",
 ]
 QUICK_STEPS = 20
-# Measured step time of the slower variant (+SA4Depth) at the demo resolution on 2 CPU cores.
-SECONDS_PER_STEP = 0.5
+# The budget of the committed comparison (benchmarks/results/compare_md2): on 2 CPU cores about 4 min for
+# the baseline and 6 min for +SA4Depth at 64x192, batch 4.
+DEFAULT_STEPS = 600
 
 COLUMNS = [
     "abs_rel",
@@ -115,7 +116,7 @@ def train_and_evaluate(run_dir: Path, overrides: list[str], split: str = "test")
     return results, system.model
 
 
-def run_demo(out: str | Path, minutes: float = 6.0, quick: bool = False, seed: int = 0) -> dict:
+def run_demo(out: str | Path, steps: int = DEFAULT_STEPS, quick: bool = False, seed: int = 0) -> dict:
     """Render data (once), train each variant with the same step budget, evaluate on held-out sequences."""
     from sa4depth.data import synthetic
     from sa4depth.data.datamodule import build_dataset
@@ -138,7 +139,7 @@ def run_demo(out: str | Path, minutes: float = 6.0, quick: bool = False, seed: i
             )
         else:
             synthetic.benchmark_set(data_root, height=height, width=width)
-    steps = QUICK_STEPS if quick else max(50, int(minutes * 60 / SECONDS_PER_STEP))
+    steps = QUICK_STEPS if quick else steps
     rows, models, results = {}, {}, {}
     for name, extra in VARIANTS.items():
         print(f"training {name} for {steps} steps ...")
