@@ -404,6 +404,24 @@ def _run_evaluate_odometry(args) -> None:
     print(f"results in {args.output}")
 
 
+def _add_bench(sub) -> None:
+    p = sub.add_parser(
+        "bench",
+        help="speed and memory benchmarks: train, inference, memory, data, scaling, profile",
+        add_help=False,
+    )
+    p.add_argument("bench_args", nargs=argparse.REMAINDER, help="see `sa4depth bench --help`")
+    p.set_defaults(func=_run_bench)
+
+
+def _run_bench(args) -> None:
+    from sa4depth import bench
+
+    result = bench.main(args.bench_args)
+    shown = {k: v for k, v in result.items() if k not in ("machine_before", "machine_after")}
+    print(json.dumps(shown, indent=2, default=float)[:4000])
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sa4depth", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -420,6 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_export,
         _add_pointcloud,
         _add_report,
+        _add_bench,
         _add_kitti_export_gt,
         _add_evaluate_kitti,
         _add_evaluate_odometry,

@@ -1,0 +1,829 @@
+"""Speed and memory benchmarks: training step (with a per-component split), inference back-ends,
+peak memory, data pipeline throughput and scaling with resolution and batch size.
+
+Each benchmark returns a JSON-able dict that records the machine state (torch version, threads, load
+average, date); `main` / ``sa4depth bench <what>`` writes it to ``benchmarks/results/<what>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import io
+import json
+import logging
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import torch
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+BENCHMARKS = ("train", "inference", "memory", "data", "scaling")
+BACKENDS = (
+    "eager",
+    "eager_inference_mode",
+    "eager_inference_mode_channels_last",
+    "torchscript",
+    "torch_compile",
+    "onnxruntime",
+)
+
+
+# --------------------------------------------------------------------------------------------- helpers
+def machine_info() -> dict:
+    """Torch version, thread counts, CPU count, 1/5/15-min load average and UTC date of this moment."""
+    return {
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "interop_threads": torch.get_num_interop_threads(),
+        "cpu_count": os.cpu_count(),
+        "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()],
+        "date_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cuda": torch.cuda.is_available(),
+    }
+
+
+def summarize(times: list[float]) -> dict:
+    """Median, min, max and all samples of a list of seconds."""
+    return {
+        "median_s": statistics.median(times),
+        "min_s": min(times),
+        "max_s": max(times),
+        "samples_s": [round(t, 5) for t in times],
+    }
+
+
+class ComponentTimer:
+    """Wall-clock seconds spent in named modules / callables (inclusive), accumulated over calls.
+
+    The benchmark wraps the model's submodules from outside (an instance ``forward`` attribute), so no
+    library code carries timing hooks. On CPU every op is synchronous, so wall clock is exact.
+    """
+
+    def __init__(self):
+        self.totals: dict[str, float] = defaultdict(float)
+        self.calls: dict[str, int] = defaultdict(int)
+        self.enabled = True
+
+    @contextlib.contextmanager
+    def section(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            if self.enabled:
+                self.totals[name] += time.perf_counter() - start
+                self.calls[name] += 1
+
+    def wrap_module(self, module: nn.Module | None, name: str) -> None:
+        """Time every ``module(...)`` call under ``name`` (no-op for None)."""
+        if module is None:
+            return
+        forward = module.forward
+
+        def timed_forward(*args, **kwargs):
+            with self.section(name):
+                return forward(*args, **kwargs)
+
+        module.forward = timed_forward
+
+    def wrap_attr(self, owner, attr: str, name: str) -> None:
+        """Replace ``owner.<attr>`` (a callable) by a timed wrapper that forwards attribute access."""
+        setattr(owner, attr, _Timed(getattr(owner, attr), self, name))
+
+    def reset(self) -> None:
+        self.totals.clear()
+        self.calls.clear()
+
+
+class _Timed:
+    def __init__(self, fn: Callable, timer: ComponentTimer, name: str):
+        self._fn, self._timer, self._name = fn, timer, name
+
+    def __call__(self, *args, **kwargs):
+        with self._timer.section(self._name):
+            return self._fn(*args, **kwargs)
+
+    def __getattr__(self, item):
+        return getattr(self._fn, item)
+
+
+def _parse_size(size: str) -> tuple[int, int]:
+    h, w = (int(x) for x in size.lower().split("x"))
+    return h, w
+
+
+def _config(overrides: list[str]):
+    from sa4depth.config import load_config
+
+    return load_config(None, overrides)
+
+
+def variant_overrides(variant: str, encoder: str = "resnet18", pipeline: str = "monodepth2") -> list[str]:
+    """Config overrides of a named variant: ``baseline`` or ``sa4depth`` (refinement on, paper defaults)."""
+    if variant not in ("baseline", "sa4depth"):
+        raise ValueError(f"variant must be 'baseline' or 'sa4depth', got {variant!r}")
+    return [
+        f"model.encoder={encoder}",
+        f"loss.pipeline={pipeline}",
+        f"refine.enabled={'true' if variant == 'sa4depth' else 'false'}",
+    ]
+
+
+def random_batch(batch: int, height: int, width: int, frames: int = 3, seed: int = 0) -> dict:
+    """A training batch (fields of `sa4depth.data`) of smooth random images with KITTI-like intrinsics.
+
+    Timing does not depend on the pixel values; smooth images keep the LM's valid-point counts realistic.
+    """
+    g = torch.Generator().manual_seed(seed)
+    coarse = torch.rand(batch * frames, 3, max(height // 8, 1), max(width // 8, 1), generator=g)
+    images = nn.functional.interpolate(coarse, size=(height, width), mode="bilinear", align_corners=False)
+    images = images.unflatten(0, (batch, frames)).contiguous()
+    K = torch.tensor(
+        [[0.58 * width, 0.0, 0.5 * width - 0.5], [0.0, 1.92 * height, 0.5 * height - 0.5], [0, 0, 1.0]]
+    )
+    return {
+        "images": images,
+        "images_aug": images,
+        "K": K.expand(batch, 3, 3).clone(),
+        "depth": torch.zeros(batch, 1, height, width),
+        "has_depth": torch.zeros(batch, dtype=torch.bool),
+        "T_src_tgt": torch.eye(4).expand(batch, frames - 1, 4, 4).clone(),
+        "has_pose": torch.zeros(batch, dtype=torch.bool),
+    }
+
+
+def _data_config(root: str, height: int, width: int, batch: int, workers: int, augment: bool = True):
+    return _config(
+        [
+            f"data.root={root}",
+            f"data.height={height}",
+            f"data.width={width}",
+            f"data.batch_size={batch}",
+            f"data.num_workers={workers}",
+            f"data.augment={'true' if augment else 'false'}",
+        ]
+    ).data
+
+
+def _loader_batches(root: str, height: int, width: int, batch: int, n: int) -> tuple[list[dict], list[float]]:
+    """``n`` training batches from the data module (single process), and the seconds each one took."""
+    from sa4depth.data.datamodule import DepthDataModule
+
+    dm = DepthDataModule(_data_config(root, height, width, batch, 0))
+    dm.setup("fit")
+    batches, times = [], []
+    while len(batches) < n:
+        it = iter(dm.train_dataloader())
+        while len(batches) < n:
+            start = time.perf_counter()
+            try:
+                b = next(it)
+            except StopIteration:
+                break
+            times.append(time.perf_counter() - start)
+            batches.append(b)
+    return batches, times
+
+
+# ------------------------------------------------------------------------------------------ training step
+class TrainStep:
+    """One model + Adam, with its components timed: depth net, pose net, feature net, LM, losses.
+
+    Args:
+        overrides: config overrides (see `variant_overrides`).
+        seed: weight initialisation seed.
+    """
+
+    def __init__(self, overrides: list[str], seed: int = 0):
+        from sa4depth.train.model import DepthPoseModel
+
+        torch.manual_seed(seed)
+        self.cfg = _config(overrides)
+        self.model = DepthPoseModel(self.cfg).train()
+        self.optimizer = torch.optim.Adam([p for p in self.model.parameters() if p.requires_grad], lr=1e-4)
+        self.timer = ComponentTimer()
+        m = self.model
+        self.timer.wrap_module(m.depth_net, "depth_net")
+        self.timer.wrap_module(m.pose_net, "pose_net")
+        if m.refinement is not None:
+            self.timer.wrap_module(m.refinement.feature_net, "feature_net")
+            self.timer.wrap_module(m.refinement.lm, "lm")
+        self.timer.wrap_attr(m, "objective", "loss")
+        self.timer.wrap_attr(m.pose_net_objective, "photometric", "pose_net_loss")
+
+    def __call__(self, batch: dict) -> float:
+        """Run forward, backward and the Adam step; return the loss."""
+        t = self.timer
+        with t.section("forward"):
+            # A step far past any refinement warm-up: the full SA4Depth step.
+            loss, _ = self.model.training_forward(batch, step=10**9)
+        self.optimizer.zero_grad(set_to_none=True)
+        with t.section("backward"):
+            loss.backward()
+        with t.section("optimizer"):
+            self.optimizer.step()
+        return float(loss.detach())
+
+    def split(self, steps: int) -> dict:
+        """Mean seconds per step of each component since the last `ComponentTimer.reset`."""
+        out = {k: v / steps for k, v in self.timer.totals.items()}
+        named = ("depth_net", "pose_net", "feature_net", "lm", "loss", "pose_net_loss")
+        out["forward_other"] = out.get("forward", 0.0) - sum(out.get(k, 0.0) for k in named)
+        return out
+
+
+def bench_train(
+    sizes: list[str],
+    encoders: list[str],
+    batch: int = 4,
+    repeats: int = 3,
+    variants: tuple[str, ...] = ("baseline", "sa4depth"),
+    pipeline: str = "monodepth2",
+    data_root: str | None = None,
+) -> dict:
+    """Training step (forward + backward + Adam) per variant, size and encoder, with its time split.
+
+    Variants are interleaved step by step (A, B, A, B, ...), so a change of machine load hits them alike.
+    Batches come from the data module on ``data_root`` (resized to each size; its per-batch time is the
+    "data loading" entry, single process), or are random when ``data_root`` is None.
+    """
+    results = []
+    for encoder in encoders:
+        for size in sizes:
+            H, W = _parse_size(size)
+            if data_root is not None:
+                batches, load_times = _loader_batches(data_root, H, W, batch, repeats + 1)
+            else:
+                batches, load_times = [random_batch(batch, H, W, seed=i) for i in range(repeats + 1)], []
+            steps = {v: TrainStep(variant_overrides(v, encoder, pipeline)) for v in variants}
+            for step in steps.values():  # warm-up (allocator, first-call overheads), not timed
+                step(batches[0])
+                step.timer.reset()
+            times = {v: [] for v in variants}
+            for r in range(repeats):
+                for v, step in steps.items():
+                    start = time.perf_counter()
+                    step(batches[1 + r])
+                    times[v].append(time.perf_counter() - start)
+            entry = {"encoder": encoder, "size": size, "batch": batch, "pipeline": pipeline, "variants": {}}
+            for v, step in steps.items():
+                split = step.split(repeats)
+                if load_times:
+                    split["data_loading"] = statistics.median(load_times)
+                entry["variants"][v] = {
+                    "step": summarize(times[v]),
+                    "split_s": {k: round(x, 5) for k, x in split.items()},
+                    "parameters": sum(p.numel() for p in step.model.parameters()),
+                }
+            if "baseline" in steps and "sa4depth" in steps:
+                base = entry["variants"]["baseline"]["step"]["median_s"]
+                sa = entry["variants"]["sa4depth"]["step"]["median_s"]
+                entry["sa4depth_overhead"] = sa / base - 1.0
+            logger.info("train %s %s: %s", encoder, size, {v: entry["variants"][v]["step"] for v in variants})
+            results.append(entry)
+    return {"benchmark": "train_step", "goal": "SA4Depth step overhead <= 15 %", "results": results}
+
+
+def profile_step(size: str, batch: int, variant: str, encoder: str = "resnet18", top: int = 20) -> dict:
+    """torch.profiler table (ops by self CPU time, forward and backward ops) of one training step."""
+    from torch.profiler import ProfilerActivity, profile
+
+    H, W = _parse_size(size)
+    step = TrainStep(variant_overrides(variant, encoder))
+    data = random_batch(batch, H, W)
+    step(data)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        step(data)
+    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in events)
+    rows = [
+        {
+            "op": e.key,
+            "calls": e.count,
+            "self_cpu_ms": round(e.self_cpu_time_total / 1e3, 2),
+            "self_cpu_fraction": round(e.self_cpu_time_total / total, 4),
+        }
+        for e in events[:top]
+    ]
+    return {"size": size, "batch": batch, "variant": variant, "encoder": encoder, "top_ops": rows}
+
+
+# ---------------------------------------------------------------------------------------------- inference
+class _DepthOnly(nn.Module):
+    """``image -> depth`` (full resolution) as one module, the form export back-ends need."""
+
+    def __init__(self, depth_net: nn.Module):
+        super().__init__()
+        self.net = depth_net
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.net.predict_depth(image)
+
+
+def _smooth_images(batch: int, height: int, width: int, seed: int = 0) -> torch.Tensor:
+    return random_batch(batch, height, width, frames=1, seed=seed)["images"][:, 0].contiguous()
+
+
+def torchscript_depth_model(depth_net: nn.Module, example: torch.Tensor) -> Callable:
+    """Traced, frozen and `optimize_for_inference` depth model (conv+BN folded); ``image -> depth``."""
+    module = _DepthOnly(depth_net).eval()
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        # optimize_for_inference is deprecated in favour of torch.compile, which was not faster here.
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        traced = torch.jit.trace(module, example, check_trace=False)
+        frozen = torch.jit.optimize_for_inference(torch.jit.freeze(traced))
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return frozen(x)
+
+    return run
+
+
+def onnxruntime_depth_model(depth_net: nn.Module, example: torch.Tensor, threads: int | None = None):
+    """ONNX Runtime session (all graph optimisations, CPU) of the depth model; ``image -> depth``."""
+    import onnxruntime as ort
+
+    module = _DepthOnly(depth_net).eval()
+    buf = io.BytesIO()
+    dynamic = {0: "batch", 2: "height", 3: "width"}
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module,
+            (example,),
+            buf,
+            input_names=["image"],
+            output_names=["depth"],
+            dynamic_axes={"image": dynamic, "depth": dynamic},
+            opset_version=17,
+            dynamo=False,
+        )
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = threads or torch.get_num_threads()
+    session = ort.InferenceSession(buf.getvalue(), options, providers=["CPUExecutionProvider"])
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(session.run(None, {"image": x.contiguous().numpy()})[0])
+
+    return run
+
+
+def eager_depth_model(depth_net: nn.Module, channels_last: bool = False, inference_mode: bool = False):
+    """Eager ``image -> depth``: plain ``no_grad``, or ``inference_mode`` and/or channels-last memory."""
+    net = depth_net.eval()
+    if channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    context = torch.inference_mode if inference_mode else torch.no_grad
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        with context():
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            return net.predict_depth(x).contiguous()
+
+    return run
+
+
+def compiled_depth_model(depth_net: nn.Module, example: torch.Tensor):
+    """``torch.compile`` of the depth model (needs a C++ compiler for the CPU back-end)."""
+    compiled = torch.compile(_DepthOnly(depth_net).eval())
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return compiled(x)
+
+    run(example)  # compile now, so a failure surfaces here
+    return run
+
+
+def fast_depth_model(depth_net: nn.Module, example: torch.Tensor, backend: str = "onnxruntime") -> Callable:
+    """The fastest measured CPU inference path of a depth network: ``image (B,3,H,W) -> depth (B,1,H,W)``.
+
+    Measured at 192x640 on the 2-core CPU (benchmarks/README.md): ONNX Runtime 1.9-2.0x eager PyTorch,
+    eager ``inference_mode`` + channels-last 1.6x, frozen TorchScript 1.1-1.4x; outputs equal eager to
+    ~3e-7 relative. Falls back to eager ``inference_mode`` + channels-last if the back-end fails (e.g.
+    onnxruntime not installed). The back-ends hold frozen copies of the weights: rebuild after training.
+
+    Args:
+        depth_net: a `sa4depth.models.depth_net.DepthNet` (put in eval mode here).
+        example: an input ``(B, 3, H, W)`` to trace / export with; other batch sizes and resolutions
+            (multiples of 32) work afterwards.
+        backend: "onnxruntime", "torchscript" or "eager" (inference_mode + channels-last).
+    """
+    builders = {
+        "onnxruntime": onnxruntime_depth_model,
+        "torchscript": torchscript_depth_model,
+        "eager": lambda net, ex: eager_depth_model(net, channels_last=True, inference_mode=True),
+    }
+    if backend not in builders:
+        raise ValueError(f"backend must be one of {sorted(builders)}, got {backend!r}")
+    depth_net.eval()
+    try:
+        return builders[backend](depth_net, example)
+    except Exception as e:  # any back-end failure (missing package, unsupported op) leaves eager usable
+        logger.warning("%s depth model failed (%s: %s); using eager PyTorch", backend, type(e).__name__, e)
+        return eager_depth_model(depth_net, channels_last=True, inference_mode=True)
+
+
+def _time_fn(fn: Callable, x: torch.Tensor, repeats: int, warmup: int = 1) -> list[float]:
+    for _ in range(warmup):
+        fn(x)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn(x)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def _depth_net_from_state(state: dict, encoder: str) -> nn.Module:
+    from sa4depth.models.depth_net import DepthNet
+
+    net = DepthNet(encoder)
+    net.load_state_dict({k[len("depth_net.") :]: v for k, v in state.items() if k.startswith("depth_net.")})
+    return net.eval()
+
+
+def bench_inference(
+    size: str = "192x640",
+    batches: tuple[int, ...] = (1, 8),
+    repeats: int = 5,
+    encoder: str = "resnet18",
+    backends: tuple[str, ...] = BACKENDS,
+) -> dict:
+    """Depth-net images/s: baseline- vs SA4Depth-"trained" checkpoints, and eager vs faster back-ends.
+
+    The two checkpoints are the ``state_dict`` of a freshly initialised baseline and SA4Depth
+    `DepthPoseModel` written to disk and read back (different random weights; the architecture is what
+    sets the speed). Each back-end's output is compared with eager PyTorch on the same input.
+    """
+    from sa4depth.train.model import DepthPoseModel
+
+    H, W = _parse_size(size)
+    nets, keys = {}, {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed, variant in enumerate(("baseline", "sa4depth")):
+            torch.manual_seed(seed)
+            model = DepthPoseModel(_config(variant_overrides(variant, encoder)))
+            path = Path(tmp) / f"{variant}.pt"
+            torch.save(model.state_dict(), path)
+            state = torch.load(path, map_location="cpu")
+            nets[variant] = _depth_net_from_state(state, encoder)
+            keys[variant] = sorted(k for k in state if k.startswith("depth_net."))
+    result = {
+        "benchmark": "inference",
+        "size": size,
+        "encoder": encoder,
+        "checkpoints": "random-init baseline and SA4Depth DepthPoseModel state_dicts (saved, reloaded); "
+        "the depth net is the whole inference model in both",
+        "same_depth_net_keys": keys["baseline"] == keys["sa4depth"],
+        "depth_net_parameters": {v: sum(p.numel() for p in n.parameters()) for v, n in nets.items()},
+        "goal": "baseline/SA4Depth ratio 1.00 +- 0.03; best back-end >= 1.5x eager",
+        "batches": {},
+    }
+    for B in batches:
+        x = _smooth_images(B, H, W)
+        entry: dict = {}
+        # Checkpoint comparison: eager, interleaved so load changes hit both alike.
+        runs = {v: eager_depth_model(n) for v, n in nets.items()}
+        for fn in runs.values():
+            fn(x)
+        t = {v: [] for v in runs}
+        for _ in range(repeats):
+            for v, fn in runs.items():
+                t[v].extend(_time_fn(fn, x, 1, warmup=0))
+        ckpt = {v: {**summarize(s), "images_per_s": B / statistics.median(s)} for v, s in t.items()}
+        entry["checkpoints"] = ckpt
+        ratio = ckpt["sa4depth"]["images_per_s"] / ckpt["baseline"]["images_per_s"]
+        entry["sa4depth_over_baseline_speed"] = ratio
+        # Back-ends on the baseline net.
+        net = nets["baseline"]
+        with torch.no_grad():
+            reference = net.predict_depth(x)
+        entry["backends"] = {}
+        for name in backends:
+            fresh = _depth_net_from_state({f"depth_net.{k}": v for k, v in net.state_dict().items()}, encoder)
+            try:
+                start = time.perf_counter()
+                if name == "eager":
+                    fn = eager_depth_model(fresh)
+                elif name == "eager_inference_mode":
+                    fn = eager_depth_model(fresh, inference_mode=True)
+                elif name == "eager_inference_mode_channels_last":
+                    fn = eager_depth_model(fresh, channels_last=True, inference_mode=True)
+                elif name == "torchscript":
+                    fn = torchscript_depth_model(fresh, x)
+                elif name == "torch_compile":
+                    fn = compiled_depth_model(fresh, x)
+                elif name == "onnxruntime":
+                    fn = onnxruntime_depth_model(fresh, x)
+                else:
+                    raise ValueError(f"unknown backend {name!r}")
+                build_s = time.perf_counter() - start
+                out = fn(x)
+                times = _time_fn(fn, x, repeats)
+            except Exception as e:  # record why a back-end is unavailable here, keep measuring the rest
+                entry["backends"][name] = {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"}
+                logger.info("inference %s B=%d failed: %s", name, B, e)
+                continue
+            diff = (out - reference).abs()
+            entry["backends"][name] = {
+                **summarize(times),
+                "images_per_s": B / statistics.median(times),
+                "build_s": round(build_s, 3),
+                "max_abs_diff_depth": float(diff.max()),
+                "max_rel_diff_depth": float((diff / reference.abs()).max()),
+            }
+            logger.info("inference %s B=%d: %.2f img/s", name, B, entry["backends"][name]["images_per_s"])
+        eager = entry["backends"].get("eager", {}).get("images_per_s")
+        if eager:
+            for v in entry["backends"].values():
+                if "images_per_s" in v:
+                    v["speedup_vs_eager"] = v["images_per_s"] / eager
+        result["batches"][str(B)] = entry
+    return result
+
+
+# ------------------------------------------------------------------------------------------------- memory
+def _peak_rss_child(overrides: list[str], batch: int, height: int, width: int, steps: int) -> dict:
+    """Run in a fresh process: peak RSS (bytes) after building the model and after ``steps`` steps."""
+    torch.set_num_threads(int(os.environ.get("SA4DEPTH_BENCH_THREADS", torch.get_num_threads())))
+    step = TrainStep(overrides)
+    data = random_batch(batch, height, width)
+    after_build = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    start = time.perf_counter()
+    for _ in range(steps):
+        step(data)
+    return {
+        "peak_rss_after_build_bytes": after_build,
+        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "step_s": (time.perf_counter() - start) / steps,
+    }
+
+
+def bench_memory(
+    size: str = "192x640", batch: int = 12, encoders: tuple[str, ...] = ("resnet18",), steps: int = 1
+) -> dict:
+    """Peak resident memory (``ru_maxrss``) of training steps, each variant in its own process."""
+    H, W = _parse_size(size)
+    results = []
+    for encoder in encoders:
+        for variant in ("baseline", "sa4depth"):
+            code = (
+                "import json, sys; from sa4depth.bench import _peak_rss_child; "
+                f"print(json.dumps(_peak_rss_child({variant_overrides(variant, encoder)!r}, "
+                f"{batch}, {H}, {W}, {steps})))"
+            )
+            proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+            if proc.returncode != 0:
+                entry = {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "failed"}
+            else:
+                entry = json.loads(proc.stdout.strip().splitlines()[-1])
+                entry["peak_rss_gib"] = entry["peak_rss_bytes"] / 2**30
+            results.append({"encoder": encoder, "variant": variant, "size": size, "batch": batch, **entry})
+            logger.info("memory %s %s: %s", encoder, variant, entry)
+    return {"benchmark": "memory", "goal": "peak RSS < 8 GB", "results": results}
+
+
+# --------------------------------------------------------------------------------------------------- data
+def bench_data(
+    root: str,
+    size: str = "192x640",
+    batch: int = 4,
+    workers: tuple[int, ...] = (0, 2),
+    batches: int = 12,
+    train_step_s: float | None = None,
+) -> dict:
+    """Snippets/s and frames/s the data module delivers with augmentation, against the step's consumption.
+
+    The loader is iterated for ``batches`` batches (epochs restart as needed); the first batch, which
+    includes worker start-up, is excluded. ``train_step_s``: seconds of one training step at this
+    size and batch (from `bench_train`), to which the ratio refers.
+    """
+    from sa4depth.data.datamodule import DepthDataModule
+
+    H, W = _parse_size(size)
+    results = []
+    for n_workers in workers:
+        dm = DepthDataModule(_data_config(root, H, W, batch, n_workers, augment=True))
+        dm.setup("fit")
+        loader = dm.train_dataloader()
+        snippets, frames_per, count = 0, None, 0
+        start = None
+        while count < batches + 1:
+            for b in loader:
+                if start is None:  # first batch: worker start-up, excluded
+                    start = time.perf_counter()
+                    count += 1
+                    frames_per = b["images"].shape[1]
+                    continue
+                snippets += b["images"].shape[0]
+                count += 1
+                if count >= batches + 1:
+                    break
+        elapsed = time.perf_counter() - start
+        entry = {
+            "num_workers": n_workers,
+            "batches_timed": count - 1,
+            "snippets_per_s": snippets / elapsed,
+            "frames_per_s": snippets * frames_per / elapsed,
+        }
+        if train_step_s:
+            entry["train_snippets_per_s"] = batch / train_step_s
+            entry["supply_over_demand"] = entry["snippets_per_s"] / entry["train_snippets_per_s"]
+        results.append(entry)
+        logger.info("data workers=%d: %s", n_workers, entry)
+        del loader, dm
+    return {
+        "benchmark": "data_pipeline",
+        "root": root,
+        "size": size,
+        "batch": batch,
+        "augment": True,
+        "goal": "data module delivers >= 5x what the training step consumes",
+        "train_step_s": train_step_s,
+        "results": results,
+    }
+
+
+# ------------------------------------------------------------------------------------------------ scaling
+def bench_scaling(
+    sizes: list[str], batches: list[int], batch: int = 4, batch_size_at: str = "96x320", repeats: int = 2,
+    encoder: str = "resnet18", plot: str | None = None, reuse: list[dict] | None = None,
+) -> dict:
+    """Step time (baseline and SA4Depth) against resolution at ``batch``, and against batch size.
+
+    ``reuse``: entries of an earlier `bench_train` result; a (size, batch) found there is not re-measured.
+    """
+    reuse = reuse or []
+
+    def measure(size: str, b: int) -> dict:
+        for e in reuse:
+            if e["size"] == size and e["batch"] == b and e["encoder"] == encoder and len(e["variants"]) == 2:
+                return {**e, "reused_from_train_benchmark": True}
+        return bench_train([size], [encoder], batch=b, repeats=repeats)["results"][0]
+
+    by_size = [measure(s, batch) for s in sizes]
+    by_batch = [measure(batch_size_at, b) for b in batches]
+
+    def rows(entries, key):
+        return [
+            {
+                key: e[key],
+                **{f"{v}_s": e["variants"][v]["step"]["median_s"] for v in e["variants"]},
+                "sa4depth_overhead": e.get("sa4depth_overhead"),
+                "reused_from_train_benchmark": e.get("reused_from_train_benchmark", False),
+            }
+            for e in entries
+        ]
+
+    result = {
+        "benchmark": "scaling",
+        "encoder": encoder,
+        "vs_resolution": {"batch": batch, "rows": rows(by_size, "size")},
+        "vs_batch": {"size": batch_size_at, "rows": rows(by_batch, "batch")},
+    }
+    if plot:
+        plot_scaling(result, plot)
+        result["plot"] = plot
+    return result
+
+
+def plot_scaling(result: dict, path: str, lm: dict | None = None) -> None:
+    """Plot step time vs pixels and vs batch size (and LM time vs iterations if ``lm``) to a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = 3 if lm else 2
+    fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 4))
+    res = result["vs_resolution"]["rows"]
+    pixels = [_parse_size(r["size"])[0] * _parse_size(r["size"])[1] / 1e3 for r in res]
+    for v in ("baseline", "sa4depth"):
+        axes[0].plot(pixels, [r[f"{v}_s"] for r in res], "o-", label=v)
+        bt = result["vs_batch"]["rows"]
+        axes[1].plot([r["batch"] for r in bt], [r[f"{v}_s"] for r in bt], "o-", label=v)
+    axes[0].set(xlabel="kilo-pixels per image", ylabel="s / training step",
+                title=f"batch {result['vs_resolution']['batch']}")
+    for r, x in zip(res, pixels, strict=True):
+        axes[0].annotate(r["size"], (x, r["baseline_s"]), fontsize=7)
+    axes[1].set(xlabel="batch size", ylabel="s / training step", title=result["vs_batch"]["size"])
+    if lm:
+        for levels, rows in sorted(lm["rows_by_levels"].items()):
+            axes[2].plot([r["iterations"] for r in rows], [r["lm_fwd_bwd_s"] for r in rows], "o-",
+                         label=f"{levels} levels")
+        axes[2].set(xlabel="LM iterations per level", ylabel="s (LM fwd+bwd)",
+                    title=f"LM, batch {lm['batch']}, {lm['size']}")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(f"sa4depth, {result['encoder']}, CPU threads={torch.get_num_threads()}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# -------------------------------------------------------------------------------------------------- entry
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``bench`` command's arguments (shared by ``sa4depth bench`` and `benchmarks/bench_perf.py`)."""
+    parser.add_argument("what", choices=BENCHMARKS + ("profile",), help="which benchmark")
+    parser.add_argument("--sizes", nargs="+", default=None, help="HxW sizes (train/scaling)")
+    parser.add_argument("--encoders", nargs="+", default=["resnet18"])
+    parser.add_argument("--batch", type=int, default=None, help="batch size (default per benchmark)")
+    parser.add_argument("--batches", type=int, nargs="+", default=None,
+                        help="inference: batch sizes; scaling: batch sizes of the batch sweep")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS),
+                        help="inference: back-ends to compare (eager first: speed-ups refer to it)")
+    parser.add_argument("--data-root", default=None,
+                        help="dataset for real batches (train) or the data benchmark (data)")
+    parser.add_argument("--workers", type=int, nargs="+", default=[0, 2], help="data: loader workers")
+    parser.add_argument("--train-step-s", type=float, default=None,
+                        help="data: training step seconds to compare with (default: from train.json)")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    parser.add_argument("--output", default=None, help="JSON path (default benchmarks/results/<what>.json)")
+
+
+def _train_step_from_results(path: Path, size: str, batch: int) -> float | None:
+    """Baseline resnet18 step seconds at ``size`` and ``batch`` from an earlier train benchmark JSON."""
+    if not path.is_file():
+        return None
+    for e in json.loads(path.read_text()).get("results", []):
+        if e["size"] == size and e["batch"] == batch and e["encoder"] == "resnet18":
+            return e["variants"]["baseline"]["step"]["median_s"]
+    return None
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Run the benchmark ``args.what`` and write its JSON; returns the result."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    before = machine_info()
+    out = Path(args.output or f"benchmarks/results/{args.what}.json")
+    if args.what == "train":
+        result = bench_train(args.sizes or ["96x320", "192x640"], args.encoders, batch=args.batch or 4,
+                             repeats=args.repeats, data_root=args.data_root)
+    elif args.what == "profile":
+        result = {"profiles": [profile_step(s, args.batch or 4, v, args.encoders[0])
+                               for s in (args.sizes or ["96x320"]) for v in ("baseline", "sa4depth")]}
+    elif args.what == "inference":
+        result = bench_inference((args.sizes or ["192x640"])[0], tuple(args.batches or (1, 8)),
+                                 repeats=args.repeats, encoder=args.encoders[0],
+                                 backends=tuple(args.backends))
+    elif args.what == "memory":
+        result = bench_memory((args.sizes or ["192x640"])[0], args.batch or 12, tuple(args.encoders))
+    elif args.what == "data":
+        if args.data_root is None:
+            raise SystemExit("bench data needs --data-root (a dataset at the benchmarked size)")
+        size, batch = (args.sizes or ["192x640"])[0], args.batch or 4
+        step_s = args.train_step_s or _train_step_from_results(out.parent / "train.json", size, batch)
+        result = bench_data(args.data_root, size, batch, tuple(args.workers), train_step_s=step_s)
+    else:
+        train_json = out.parent / "train.json"
+        saved = json.loads(train_json.read_text()) if train_json.is_file() else {}
+        # Rows measured with another thread count are not comparable.
+        same = saved.get("machine_before", {}).get("threads") == torch.get_num_threads()
+        reuse = saved.get("results", []) if same else []
+        result = bench_scaling(args.sizes or ["64x192", "96x320", "128x416", "192x640"],
+                               args.batches or [1, 2, 4, 8], batch=args.batch or 4, repeats=args.repeats,
+                               encoder=args.encoders[0], plot=str(out.with_suffix(".png")), reuse=reuse)
+    result = {"command": " ".join(sys.argv), "machine_before": before, **result,
+              "machine_after": machine_info()}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(result, indent=2, default=float))
+    tmp.replace(out)
+    logger.info("written %s", out)
+    return result
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(prog="sa4depth bench", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()
