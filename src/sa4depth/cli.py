@@ -410,8 +410,9 @@ def _add_bench(sub) -> None:
         help="speed and memory benchmarks: train, inference, memory, data, scaling, profile",
         add_help=False,
     )
-    p.add_argument("bench_args", nargs=argparse.REMAINDER, help="see `sa4depth bench --help`")
-    p.set_defaults(func=_run_bench)
+    p.set_defaults(
+        func=_run_bench
+    )  # its own options are parsed by sa4depth.bench (see `sa4depth bench --help`)
 
 
 def _run_bench(args) -> None:
@@ -449,7 +450,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if getattr(args, "func", None) is _run_bench:
+        args.bench_args = extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
