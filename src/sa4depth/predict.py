@@ -108,15 +108,6 @@ def collect_inputs(inputs: Sequence[str | os.PathLike]) -> list[InputItem]:
     return items
 
 
-def collect_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
-    """Image paths of `collect_inputs` (videos are rejected): files and folders, searched recursively."""
-    items = collect_inputs(inputs)
-    for it in items:
-        if it.kind != "image":
-            raise InputError(it.path, "a video where only images are accepted")
-    return [it.path for it in items]
-
-
 def _kind(path: Path) -> str:
     return "video" if path.suffix.lower() in VIDEO_SUFFIXES else "image"
 
