@@ -78,33 +78,28 @@ class PoseRefinement(nn.Module):
             Refined poses and logs: mean failure rate, valid points, and the change from the pose net.
         """
         B, N = images.shape[:2]
+        S = N - 1
         feats, confs = self.features(images.flatten(0, 1))
         feats = [f.unflatten(0, (B, N)) for f in feats]
         confs = [c.unflatten(0, (B, N)) for c in confs]
         if not self.cfg.grad_through_lm:
             feats, confs, depth = [f.detach() for f in feats], [c.detach() for c in confs], depth.detach()
-        refined, failed, n_valid, moved_deg, moved_t = [], [], [], [], []
-        for j, T_init in enumerate(poses, start=1):
-            start = T_init if self.cfg.grad_through_lm else T_init.detach()
-            T, info = self.lm(
-                [f[:, 0] for f in feats],
-                [c[:, 0] for c in confs],
-                [f[:, j] for f in feats],
-                [c[:, j] for c in confs],
-                depth,
-                camera,
-                start,
-            )
-            refined.append(T)
-            failed.append(info["failed"].float())
-            n_valid.append(info["n_valid"].float())
-            deg, dist = (T_init.inv() @ T).magnitude()
-            moved_deg.append(deg.detach())
-            moved_t.append(dist.detach() / T_init.t.norm(dim=-1).detach().clamp(min=1e-6))
+        T_init = Pose(torch.cat([T.data for T in poses]))
+        # All sources in one batched solve (source-major order): one LM call instead of one per source.
+        T, info = self.lm(
+            [f[:, :1].expand(-1, S, -1, -1, -1).transpose(0, 1).flatten(0, 1) for f in feats],
+            [c[:, :1].expand(-1, S, -1, -1, -1).transpose(0, 1).flatten(0, 1) for c in confs],
+            [f[:, 1:].transpose(0, 1).flatten(0, 1) for f in feats],
+            [c[:, 1:].transpose(0, 1).flatten(0, 1) for c in confs],
+            depth.repeat(S, 1, 1, 1),
+            Camera(camera.data.repeat(S, 1)),
+            T_init if self.cfg.grad_through_lm else T_init.detach(),
+        )
+        deg, dist = (T_init.inv() @ T).magnitude()
         logs = {
-            "lm_failed": torch.cat(failed).mean(),
-            "lm_valid_points": torch.cat(n_valid).mean(),
-            "lm_rotation_change_deg": torch.cat(moved_deg).mean(),
-            "lm_translation_change_rel": torch.cat(moved_t).mean(),
+            "lm_failed": info["failed"].float().mean(),
+            "lm_valid_points": info["n_valid"].float().mean(),
+            "lm_rotation_change_deg": deg.detach().mean(),
+            "lm_translation_change_rel": (dist / T_init.t.norm(dim=-1).clamp(min=1e-6)).detach().mean(),
         }
-        return refined, logs
+        return [T[j * B : (j + 1) * B] for j in range(S)], logs
