@@ -77,3 +77,27 @@ def test_inference_graph_is_the_depth_network_alone(batch):
     image = b["images"][:, 0]
     with torch.inference_mode():
         torch.testing.assert_close(base.predict_depth(image), sa4.predict_depth(image))
+
+
+def test_batched_sources_equal_one_solve_per_source():
+    """All sources are refined in one batched LM call; each result must equal its own separate solve."""
+    from sa4depth.geometry import Camera, Pose
+    from sa4depth.models.depth_net import DepthNet
+    from sa4depth.train.refinement import PoseRefinement
+
+    torch.manual_seed(0)
+    refinement = PoseRefinement(load_config(None, ["refine.iterations=2"]).refine, DepthNet()).double()
+    B, N, H, W = 2, 3, 64, 96
+    images = torch.rand(B, N, 3, H, W, dtype=torch.float64)
+    depth = torch.rand(B, 1, H, W, dtype=torch.float64) * 5 + 2
+    camera = Camera(torch.tensor([[W, H, 50.0, 50.0, 47.5, 31.5]] * B, dtype=torch.float64))
+    poses = [
+        Pose.from_aa(
+            torch.randn(B, 3, dtype=torch.float64) * 0.02, torch.randn(B, 3, dtype=torch.float64) * 0.1
+        )
+        for _ in range(N - 1)
+    ]
+    batched, _ = refinement(images, depth, camera, poses)
+    for j in range(N - 1):
+        single, _ = refinement(images[:, [0, j + 1]], depth, camera, [poses[j]])
+        torch.testing.assert_close(batched[j].data, single[0].data, rtol=0, atol=1e-12)
