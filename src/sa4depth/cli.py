@@ -458,6 +458,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
+    # Lightning prints through its own handler; propagating too would print every line twice.
+    logging.getLogger("lightning.pytorch").propagate = False
     if args.command is None:
         parser.print_help()
         return 0

@@ -95,7 +95,9 @@ def depth_figure(models: dict, dataset, out_png: Path, n: int = 4) -> None:
     tmp.replace(out_png)
 
 
-def train_and_evaluate(run_dir: Path, overrides: list[str], split: str = "test") -> tuple[dict, object]:
+def train_and_evaluate(
+    run_dir: Path, overrides: list[str], split: str = "test", progress: bool = False
+) -> tuple[dict, object]:
     """Train one configuration (defaults + ``overrides``) into ``run_dir`` and evaluate its last checkpoint.
 
     Returns:
@@ -106,7 +108,7 @@ def train_and_evaluate(run_dir: Path, overrides: list[str], split: str = "test")
 
     cfg = load_config(None, [f"output_dir={run_dir}", *overrides])
     start = time.time()
-    ckpt_dir = train(cfg, enable_progress_bar=False)
+    ckpt_dir = train(cfg, enable_progress_bar=progress)
     seconds = time.time() - start
     system, cfg = load_checkpoint(ckpt_dir / "last.ckpt")
     results = evaluate_model(system.model, cfg, split=split)
@@ -152,7 +154,9 @@ def run_demo(out: str | Path, steps: int = DEFAULT_STEPS, quick: bool = False, s
             *DEMO_OVERRIDES,
             *extra,
         ]
-        results[name], models[name] = train_and_evaluate(out / "runs" / name.replace("+", "_"), overrides)
+        results[name], models[name] = train_and_evaluate(
+            out / "runs" / name.replace("+", "_"), overrides, progress=True
+        )
         rows[name] = flat_summary(results[name])
     table = format_table(rows, COLUMNS, precision=4)
     atomic_write_text(out / "comparison.md", table + "\n")
