@@ -127,14 +127,8 @@ def _run_evaluate(args) -> None:
     print(f"metrics written to {args.output}")
 
 
-def _add_predict(sub) -> None:
-    p = sub.add_parser("predict", help="depth maps for images, folders or videos")
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("inputs", nargs="+", help="image files, folders (searched recursively) or video files")
-    p.add_argument("--output", required=True, help="output folder")
-    p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--video-out", action="store_true", help="also write <video>_side_by_side.mp4 per video")
-    p.add_argument("--legend", action="store_true", help="add a colour bar with depth values to the PNGs")
+def _add_scale_and_camera_options(p) -> None:
+    """Metric scaling and intrinsics options shared by `predict` and `pointcloud`."""
     metric = p.add_mutually_exclusive_group()
     metric.add_argument("--scale", type=float, help="multiply depth by this factor (known scale)")
     metric.add_argument(
@@ -145,6 +139,17 @@ def _add_predict(sub) -> None:
     camera = p.add_mutually_exclusive_group()
     camera.add_argument("--fx", type=float, help="focal length in pixels at the input resolution")
     camera.add_argument("--fov", type=float, help="horizontal field of view in degrees")
+
+
+def _add_predict(sub) -> None:
+    p = sub.add_parser("predict", help="depth maps for images, folders or videos")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("inputs", nargs="+", help="image files, folders (searched recursively) or video files")
+    p.add_argument("--output", required=True, help="output folder")
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--video-out", action="store_true", help="also write <video>_side_by_side.mp4 per video")
+    p.add_argument("--legend", action="store_true", help="add a colour bar with depth values to the PNGs")
+    _add_scale_and_camera_options(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_predict)
 
@@ -217,12 +222,7 @@ def _add_pointcloud(sub) -> None:
     p.add_argument("--checkpoint", required=True)
     p.add_argument("image")
     p.add_argument("--output", required=True, help="output .ply file")
-    metric = p.add_mutually_exclusive_group()
-    metric.add_argument("--scale", type=float, help="multiply depth by this factor (known scale)")
-    metric.add_argument("--camera-height", type=float, help="camera height in metres (ground-plane fit)")
-    camera = p.add_mutually_exclusive_group()
-    camera.add_argument("--fx", type=float, help="focal length in pixels at the image resolution")
-    camera.add_argument("--fov", type=float, help="horizontal field of view in degrees")
+    _add_scale_and_camera_options(p)
     p.add_argument("--max-depth", type=float, help="drop points farther than this (output units)")
     p.add_argument("--stride", type=int, default=1, help="keep every n-th pixel in each direction")
     p.add_argument("--ascii", action="store_true", help="ASCII PLY instead of binary")
