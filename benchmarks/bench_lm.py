@@ -51,8 +51,15 @@ def bench(net: FeatureNet, lm: LMRefiner, B: int, H: int, W: int, repeats: int, 
     confs = [c.detach().requires_grad_() for c in out["confidence"]]
 
     def refine(f, c):
-        T, _ = lm([x[:B] for x in f], [x[:B] for x in c], [x[B:] for x in f], [x[B:] for x in c],
-                  depth, camera, T_init)
+        T, _ = lm(
+            [x[:B] for x in f],
+            [x[:B] for x in c],
+            [x[B:] for x in f],
+            [x[B:] for x in c],
+            depth,
+            camera,
+            T_init,
+        )
         T.data.sum().backward()
 
     def with_features():
@@ -81,9 +88,11 @@ def main() -> None:
         for size in args.sizes:
             H, W = (int(x) for x in size.split("x"))
             t_lm, t_all = bench(net, lm, args.batch, H, W, args.repeats, args.device)
-            print(f"device={args.device} threads={threads} B={args.batch} {H}x{W} levels={args.levels} "
-                  f"iters={args.iterations}: LM fwd+bwd {t_lm * 1e3:.0f} ms, "
-                  f"FeatureNet(2B images)+LM fwd+bwd {t_all * 1e3:.0f} ms")
+            print(
+                f"device={args.device} threads={threads} B={args.batch} {H}x{W} levels={args.levels} "
+                f"iters={args.iterations}: LM fwd+bwd {t_lm * 1e3:.0f} ms, "
+                f"FeatureNet(2B images)+LM fwd+bwd {t_all * 1e3:.0f} ms"
+            )
 
 
 if __name__ == "__main__":

@@ -42,13 +42,22 @@ def lm_sweep(size: str, batch: int, levels: list[int], iterations: list[int], re
         for iters in iterations:
             lm = LMRefiner(LMConfig(levels=n_levels, iterations=iters))
             t_lm, t_all = bench_lm.bench(net, lm, batch, H, W, repeats, "cpu")
-            row = {"levels": n_levels, "iterations": iters, "lm_fwd_bwd_s": t_lm,
-                   "featurenet_plus_lm_fwd_bwd_s": t_all}
+            row = {
+                "levels": n_levels,
+                "iterations": iters,
+                "lm_fwd_bwd_s": t_lm,
+                "featurenet_plus_lm_fwd_bwd_s": t_all,
+            }
             rows_by_levels.setdefault(str(n_levels), []).append(row)
             logging.info("lm %s", row)
-    return {"benchmark": "lm_scaling", "size": size, "batch": batch, "repeats": repeats,
-            "note": "median seconds; FeatureNet runs on 2*batch images (target + source)",
-            "rows_by_levels": rows_by_levels}
+    return {
+        "benchmark": "lm_scaling",
+        "size": size,
+        "batch": batch,
+        "repeats": repeats,
+        "note": "median seconds; FeatureNet runs on 2*batch images (target + source)",
+        "rows_by_levels": rows_by_levels,
+    }
 
 
 def _write(path: Path, result: dict) -> None:
@@ -73,8 +82,15 @@ def main() -> None:
             torch.set_num_threads(args.threads)
         before = bench.machine_info()
         result = lm_sweep(args.size, args.batch, args.levels, args.iterations, args.repeats)
-        _write(Path(args.output), {"command": " ".join(sys.argv), "machine_before": before, **result,
-                                   "machine_after": bench.machine_info()})
+        _write(
+            Path(args.output),
+            {
+                "command": " ".join(sys.argv),
+                "machine_before": before,
+                **result,
+                "machine_after": bench.machine_info(),
+            },
+        )
         return
     parser = argparse.ArgumentParser(prog="bench_perf.py", description=bench.__doc__.splitlines()[0])
     bench.add_arguments(parser)

@@ -257,13 +257,17 @@ def bench_train(
     variants: tuple[str, ...] = ("baseline", "sa4depth"),
     pipeline: str = "monodepth2",
     data_root: str | None = None,
+    refine_variants: dict[str, list[str]] | None = None,
 ) -> dict:
     """Training step (forward + backward + Adam) per variant, size and encoder, with its time split.
 
     Variants are interleaved step by step (A, B, A, B, ...), so a change of machine load hits them alike.
     Batches come from the data module on ``data_root`` (resized to each size; its per-batch time is the
     "data loading" entry, single process), or are random when ``data_root`` is None.
+    ``refine_variants``: more SA4Depth variants, name -> config overrides on top of ``sa4depth`` (e.g.
+    ``{"shared": ["refine.share_encoder=true"]}``); each gets its overhead over the baseline.
     """
+    refine_variants = refine_variants or {}
     results = []
     for encoder in encoders:
         for size in sizes:
@@ -273,10 +277,12 @@ def bench_train(
             else:
                 batches, load_times = [random_batch(batch, H, W, seed=i) for i in range(repeats + 1)], []
             steps = {v: TrainStep(variant_overrides(v, encoder, pipeline)) for v in variants}
+            for name, extra in refine_variants.items():
+                steps[name] = TrainStep(variant_overrides("sa4depth", encoder, pipeline) + list(extra))
             for step in steps.values():  # warm-up (allocator, first-call overheads), not timed
                 step(batches[0])
                 step.timer.reset()
-            times = {v: [] for v in variants}
+            times = {v: [] for v in steps}
             for r in range(repeats):
                 for v, step in steps.items():
                     start = time.perf_counter()
@@ -292,11 +298,16 @@ def bench_train(
                     "split_s": {k: round(x, 5) for k, x in split.items()},
                     "parameters": sum(p.numel() for p in step.model.parameters()),
                 }
-            if "baseline" in steps and "sa4depth" in steps:
-                base = entry["variants"]["baseline"]["step"]["median_s"]
-                sa = entry["variants"]["sa4depth"]["step"]["median_s"]
-                entry["sa4depth_overhead"] = sa / base - 1.0
-            logger.info("train %s %s: %s", encoder, size, {v: entry["variants"][v]["step"] for v in variants})
+            base = entry["variants"]["baseline"]["step"]["median_s"] if "baseline" in steps else None
+            if base is not None and "sa4depth" in steps:
+                entry["sa4depth_overhead"] = entry["variants"]["sa4depth"]["step"]["median_s"] / base - 1.0
+            if "baseline" in steps:
+                entry["overhead_over_baseline"] = {
+                    v: round(entry["variants"][v]["step"]["median_s"] / base - 1.0, 4)
+                    for v in steps
+                    if v != "baseline"
+                }
+            logger.info("train %s %s: %s", encoder, size, {v: entry["variants"][v]["step"] for v in steps})
             results.append(entry)
     return {"benchmark": "train_step", "goal": "SA4Depth step overhead <= 15 %", "results": results}
 
@@ -668,8 +679,14 @@ def bench_data(
 
 # ------------------------------------------------------------------------------------------------ scaling
 def bench_scaling(
-    sizes: list[str], batches: list[int], batch: int = 4, batch_size_at: str = "96x320", repeats: int = 2,
-    encoder: str = "resnet18", plot: str | None = None, reuse: list[dict] | None = None,
+    sizes: list[str],
+    batches: list[int],
+    batch: int = 4,
+    batch_size_at: str = "96x320",
+    repeats: int = 2,
+    encoder: str = "resnet18",
+    plot: str | None = None,
+    reuse: list[dict] | None = None,
 ) -> dict:
     """Step time (baseline and SA4Depth) against resolution at ``batch``, and against batch size.
 
@@ -724,17 +741,27 @@ def plot_scaling(result: dict, path: str, lm: dict | None = None) -> None:
         axes[0].plot(pixels, [r[f"{v}_s"] for r in res], "o-", label=v)
         bt = result["vs_batch"]["rows"]
         axes[1].plot([r["batch"] for r in bt], [r[f"{v}_s"] for r in bt], "o-", label=v)
-    axes[0].set(xlabel="kilo-pixels per image", ylabel="s / training step",
-                title=f"batch {result['vs_resolution']['batch']}")
+    axes[0].set(
+        xlabel="kilo-pixels per image",
+        ylabel="s / training step",
+        title=f"batch {result['vs_resolution']['batch']}",
+    )
     for r, x in zip(res, pixels, strict=True):
         axes[0].annotate(r["size"], (x, r["baseline_s"]), fontsize=7)
     axes[1].set(xlabel="batch size", ylabel="s / training step", title=result["vs_batch"]["size"])
     if lm:
         for levels, rows in sorted(lm["rows_by_levels"].items()):
-            axes[2].plot([r["iterations"] for r in rows], [r["lm_fwd_bwd_s"] for r in rows], "o-",
-                         label=f"{levels} levels")
-        axes[2].set(xlabel="LM iterations per level", ylabel="s (LM fwd+bwd)",
-                    title=f"LM, batch {lm['batch']}, {lm['size']}")
+            axes[2].plot(
+                [r["iterations"] for r in rows],
+                [r["lm_fwd_bwd_s"] for r in rows],
+                "o-",
+                label=f"{levels} levels",
+            )
+        axes[2].set(
+            xlabel="LM iterations per level",
+            ylabel="s (LM fwd+bwd)",
+            title=f"LM, batch {lm['batch']}, {lm['size']}",
+        )
     for ax in axes:
         ax.grid(alpha=0.3)
         ax.legend()
@@ -751,18 +778,56 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sizes", nargs="+", default=None, help="HxW sizes (train/scaling)")
     parser.add_argument("--encoders", nargs="+", default=["resnet18"])
     parser.add_argument("--batch", type=int, default=None, help="batch size (default per benchmark)")
-    parser.add_argument("--batches", type=int, nargs="+", default=None,
-                        help="inference: batch sizes; scaling: batch sizes of the batch sweep")
+    parser.add_argument(
+        "--batches",
+        type=int,
+        nargs="+",
+        default=None,
+        help="inference: batch sizes; scaling: batch sizes of the batch sweep",
+    )
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS),
-                        help="inference: back-ends to compare (eager first: speed-ups refer to it)")
-    parser.add_argument("--data-root", default=None,
-                        help="dataset for real batches (train) or the data benchmark (data)")
+    parser.add_argument(
+        "--backends",
+        nargs="+",
+        choices=BACKENDS,
+        default=list(BACKENDS),
+        help="inference: back-ends to compare (eager first: speed-ups refer to it)",
+    )
+    parser.add_argument(
+        "--data-root", default=None, help="dataset for real batches (train) or the data benchmark (data)"
+    )
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 2], help="data: loader workers")
-    parser.add_argument("--train-step-s", type=float, default=None,
-                        help="data: training step seconds to compare with (default: from train.json)")
+    parser.add_argument(
+        "--train-step-s",
+        type=float,
+        default=None,
+        help="data: training step seconds to compare with (default: from train.json)",
+    )
+    parser.add_argument(
+        "--refine-variants",
+        nargs="+",
+        default=[],
+        metavar="NAME=KEY=VALUE[,KEY=VALUE]",
+        help="train: more SA4Depth variants to time, e.g. shared=refine.share_encoder=true",
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     parser.add_argument("--output", default=None, help="JSON path (default benchmarks/results/<what>.json)")
+
+
+def parse_refine_variants(specs: list[str]) -> dict[str, list[str]]:
+    """``["name=a.b=1,c.d=2"]`` -> ``{"name": ["a.b=1", "c.d=2"]}``.
+
+    Example:
+        >>> parse_refine_variants(["cheap=refine.iterations=2,refine.levels=2"])
+        {'cheap': ['refine.iterations=2', 'refine.levels=2']}
+    """
+    variants = {}
+    for spec in specs:
+        name, sep, overrides = spec.partition("=")
+        if not sep or not overrides or name in ("baseline", "sa4depth"):
+            raise ValueError(f"--refine-variants {spec!r}: expected NAME=KEY=VALUE[,KEY=VALUE], a new NAME")
+        variants[name] = overrides.split(",")
+    return variants
 
 
 def _train_step_from_results(path: Path, size: str, batch: int) -> float | None:
@@ -782,15 +847,30 @@ def run(args: argparse.Namespace) -> dict:
     before = machine_info()
     out = Path(args.output or f"benchmarks/results/{args.what}.json")
     if args.what == "train":
-        result = bench_train(args.sizes or ["96x320", "192x640"], args.encoders, batch=args.batch or 4,
-                             repeats=args.repeats, data_root=args.data_root)
+        result = bench_train(
+            args.sizes or ["96x320", "192x640"],
+            args.encoders,
+            batch=args.batch or 4,
+            repeats=args.repeats,
+            data_root=args.data_root,
+            refine_variants=parse_refine_variants(args.refine_variants),
+        )
     elif args.what == "profile":
-        result = {"profiles": [profile_step(s, args.batch or 4, v, args.encoders[0])
-                               for s in (args.sizes or ["96x320"]) for v in ("baseline", "sa4depth")]}
+        result = {
+            "profiles": [
+                profile_step(s, args.batch or 4, v, args.encoders[0])
+                for s in (args.sizes or ["96x320"])
+                for v in ("baseline", "sa4depth")
+            ]
+        }
     elif args.what == "inference":
-        result = bench_inference((args.sizes or ["192x640"])[0], tuple(args.batches or (1, 8)),
-                                 repeats=args.repeats, encoder=args.encoders[0],
-                                 backends=tuple(args.backends))
+        result = bench_inference(
+            (args.sizes or ["192x640"])[0],
+            tuple(args.batches or (1, 8)),
+            repeats=args.repeats,
+            encoder=args.encoders[0],
+            backends=tuple(args.backends),
+        )
     elif args.what == "memory":
         result = bench_memory((args.sizes or ["192x640"])[0], args.batch or 12, tuple(args.encoders))
     elif args.what == "data":
@@ -805,11 +885,21 @@ def run(args: argparse.Namespace) -> dict:
         # Rows measured with another thread count are not comparable.
         same = saved.get("machine_before", {}).get("threads") == torch.get_num_threads()
         reuse = saved.get("results", []) if same else []
-        result = bench_scaling(args.sizes or ["64x192", "96x320", "128x416", "192x640"],
-                               args.batches or [1, 2, 4, 8], batch=args.batch or 4, repeats=args.repeats,
-                               encoder=args.encoders[0], plot=str(out.with_suffix(".png")), reuse=reuse)
-    result = {"command": " ".join(sys.argv), "machine_before": before, **result,
-              "machine_after": machine_info()}
+        result = bench_scaling(
+            args.sizes or ["64x192", "96x320", "128x416", "192x640"],
+            args.batches or [1, 2, 4, 8],
+            batch=args.batch or 4,
+            repeats=args.repeats,
+            encoder=args.encoders[0],
+            plot=str(out.with_suffix(".png")),
+            reuse=reuse,
+        )
+    result = {
+        "command": " ".join(sys.argv),
+        "machine_before": before,
+        **result,
+        "machine_after": machine_info(),
+    }
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(result, indent=2, default=float))

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from sa4depth.geometry import Camera, Pose
-from sa4depth.losses.photometric import min_reprojection_loss, photometric_error, ssim
+from sa4depth.losses.photometric import PhotometricTarget, min_reprojection_loss, photometric_error, ssim
 from sa4depth.losses.sc_depth import depth_inconsistency
 from sa4depth.losses.smoothness import edge_aware_smoothness
 
@@ -16,6 +16,26 @@ def test_ssim_hand_computed_constant_images():
         torch.full((1, 1, 5, 5), a, dtype=torch.float64), torch.full((1, 1, 5, 5), b, dtype=torch.float64)
     )
     torch.testing.assert_close(s, torch.full_like(s, (2 * a * b + c1) / (a * a + b * b + c1)))
+
+
+def test_ssim_matches_the_definition_computed_window_by_window():
+    """Each pixel's SSIM from its own reflection-padded 3x3 window (population variances), with and
+    without the target's window statistics prepared once by `PhotometricTarget`."""
+    torch.manual_seed(0)
+    x, y = torch.rand(2, 1, 1, 5, 6, dtype=torch.float64)
+    xp, yp = (torch.nn.functional.pad(v, (1, 1, 1, 1), mode="reflect")[0, 0] for v in (x, y))
+    c1, c2 = 0.01**2, 0.03**2
+    expected = torch.empty(5, 6, dtype=torch.float64)
+    for i in range(5):
+        for j in range(6):
+            a, b = xp[i : i + 3, j : j + 3].flatten(), yp[i : i + 3, j : j + 3].flatten()
+            cov = ((a - a.mean()) * (b - b.mean())).mean()
+            num = (2 * a.mean() * b.mean() + c1) * (2 * cov + c2)
+            den = (a.mean() ** 2 + b.mean() ** 2 + c1) * (a.var(unbiased=False) + b.var(unbiased=False) + c2)
+            expected[i, j] = num / den
+    torch.testing.assert_close(ssim(x, y)[0, 0], expected)
+    reference = PhotometricTarget(y, alpha=1.0)
+    torch.testing.assert_close(reference.error(x)[0, 0], ((1 - expected) / 2).clamp(0, 1))
 
 
 def test_photometric_error_mixes_ssim_and_l1():

@@ -273,8 +273,15 @@ def test_batch_mixing_a_good_and_a_degenerate_element(plane_scene):
     T_gt2 = Pose(T_gt.data.expand(2, 12))
     T_init = perturb(T_gt2, 3.0, 0.2, seed=1)
     lm = LMRefiner(LMConfig(levels=3, iterations=5))
-    T, info = lm(feats_t, conf_t, feats_s, conf_s, depth.expand(2, -1, -1, -1),
-                 Camera(camera.data.expand(2, 6)), T_init)
+    T, info = lm(
+        feats_t,
+        conf_t,
+        feats_s,
+        conf_s,
+        depth.expand(2, -1, -1, -1),
+        Camera(camera.data.expand(2, 6)),
+        T_init,
+    )
     assert info["failed"].tolist() == [False, True]
     deg, rel = pose_error(T, T_gt2)
     assert deg[0] < 0.05 and rel[0] < 0.01

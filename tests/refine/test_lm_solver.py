@@ -85,9 +85,7 @@ def test_lm_step_fails_per_element_without_nan(lambda_):
     delta, failed = lm_step(g_in, H_in, lambda_, mask=mask)
     assert failed.tolist() == [False, True, True, True, True, True]
     assert (delta[1:] == 0).all() and torch.isfinite(delta).all()
-    expected = -torch.linalg.solve(
-        H[0] + torch.diag((lambda_ * H[0].diagonal()).clamp(min=1e-6)), g[0]
-    )
+    expected = -torch.linalg.solve(H[0] + torch.diag((lambda_ * H[0].diagonal()).clamp(min=1e-6)), g[0])
     torch.testing.assert_close(delta[0], expected)
     delta.sum().backward()
     assert torch.isfinite(H.grad).all() and torch.isfinite(g.grad).all()
@@ -101,6 +99,7 @@ def test_lm_step_gradient_matches_finite_differences():
     A = torch.randn(2, 8, 6, dtype=D, requires_grad=True)
     g = torch.randn(2, 6, dtype=D, requires_grad=True)
     lam = torch.full((6,), 1e-2, dtype=D, requires_grad=True)
+
     def step(g, A, lam):
         return lm_step(g, A.transpose(-1, -2) @ A, lam)[0]
 

@@ -52,8 +52,9 @@ class FeatureNet(nn.Module):
     ):
         super().__init__()
         if levels < 1 or finest_stride < 2 or finest_stride & (finest_stride - 1):
-            raise ValueError(f"need levels >= 1 and a power-of-2 finest_stride >= 2, got {levels}, "
-                             f"{finest_stride}")
+            raise ValueError(
+                f"need levels >= 1 and a power-of-2 finest_stride >= 2, got {levels}, {finest_stride}"
+            )
         self.strides = [finest_stride * 2 ** (levels - 1 - k) for k in range(levels)]
         self.channels = tuple(channels or (32,) * (levels - 1) + (16,))
         self.decoder_channels = tuple(decoder_channels or [max(64 - 16 * k, 16) for k in range(levels)])

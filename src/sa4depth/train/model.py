@@ -90,21 +90,26 @@ class DepthPoseModel(nn.Module):
                 self.depth_from_disp(self.depth_net(inputs[:, j])[0]) for j in range(1, images.shape[1])
             ]
         pred = Predictions(disps=disps, depths=depths, poses=poses, source_depths=source_depths)
-        loss, loss_logs = self.objective(images, pred, camera)
+        reference = self.pose_net_objective.prepare(images)
+        loss, loss_logs = self.objective(images, pred, camera, reference)
         logs.update(loss_logs)
 
         if refine:
-            loss = loss + self._pose_net_signal(images, depths[0], camera, poses_net, poses, logs)
+            loss = loss + self._pose_net_signal(images, depths[0], camera, poses_net, poses, logs, reference)
         logs["loss"] = loss.detach()
         return loss, logs
 
-    def _pose_net_signal(self, images, depth, camera, poses_net, poses_refined, logs) -> torch.Tensor:
+    def _pose_net_signal(
+        self, images, depth, camera, poses_net, poses_refined, logs, reference
+    ) -> torch.Tensor:
         """Keep the pose net learning when the loss sees refined poses: its own photometric term on the
         detached depth and/or a pull towards the detached refined pose."""
         r = self.cfg.refine
         extra = images.new_zeros(())
         if r.pose_photometric_weight > 0:
-            pose_photo, _ = self.pose_net_objective.photometric(images, depth.detach(), poses_net, camera)
+            pose_photo, _ = self.pose_net_objective.photometric(
+                images, depth.detach(), poses_net, camera, reference
+            )
             logs["pose_net_photometric"] = pose_photo.detach()
             extra = extra + r.pose_photometric_weight * pose_photo
         if r.pose_consistency_weight > 0:

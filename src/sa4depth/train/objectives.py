@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from sa4depth.config import LossConfig
 from sa4depth.errors import InputError
 from sa4depth.geometry import Camera, Pose, warp_frame
-from sa4depth.losses.photometric import min_reprojection_loss, photometric_error
+from sa4depth.losses.photometric import PhotometricTarget, min_reprojection_loss
 from sa4depth.losses.sc_depth import depth_inconsistency
 from sa4depth.losses.smoothness import edge_aware_smoothness
 
@@ -48,20 +48,38 @@ class Monodepth2Objective:
     def __init__(self, cfg: LossConfig):
         self.cfg = cfg
 
-    def photometric(self, images: torch.Tensor, depth: torch.Tensor, poses: list[Pose], camera: Camera):
+    def prepare(self, images: torch.Tensor) -> PhotometricTarget:
+        """The step's target with its SSIM statistics (and auto-mask identity error) for every scale."""
+        sources = list(images[:, 1:].unbind(1)) if self.cfg.automask else None
+        return PhotometricTarget(images[:, 0], sources, self.cfg.ssim_alpha)
+
+    def photometric(
+        self,
+        images: torch.Tensor,
+        depth: torch.Tensor,
+        poses: list[Pose],
+        camera: Camera,
+        reference: PhotometricTarget | None = None,
+    ):
         """Min-reprojection loss of one full-resolution depth map; ``images`` ``(B, N, 3, H, W)``."""
-        target = images[:, 0]
+        reference = self.prepare(images) if reference is None else reference
         warped, valid = zip(
             *(warp_frame(images[:, j + 1], depth, T, camera) for j, T in enumerate(poses)), strict=True
         )
-        sources = [images[:, j + 1] for j in range(len(poses))] if self.cfg.automask else None
-        return min_reprojection_loss(target, list(warped), list(valid), sources, self.cfg.ssim_alpha)
+        return min_reprojection_loss(reference, list(warped), list(valid))
 
-    def __call__(self, images: torch.Tensor, pred: Predictions, camera: Camera):
+    def __call__(
+        self,
+        images: torch.Tensor,
+        pred: Predictions,
+        camera: Camera,
+        reference: PhotometricTarget | None = None,
+    ):
         total, logs = 0.0, {}
         target = images[:, 0]
+        reference = self.prepare(images) if reference is None else reference
         for scale in range(self.cfg.num_scales):
-            photo, info = self.photometric(images, pred.depths[scale], pred.poses, camera)
+            photo, info = self.photometric(images, pred.depths[scale], pred.poses, camera, reference)
             disp = pred.disps[scale]
             image_s = upsample_to(target, disp.shape[-2:])
             smooth = edge_aware_smoothness(disp, image_s) / (2**scale)
@@ -82,15 +100,23 @@ class SCDepthObjective:
     def __init__(self, cfg: LossConfig):
         self.cfg = cfg
 
-    def __call__(self, images: torch.Tensor, pred: Predictions, camera: Camera):
+    def __call__(
+        self,
+        images: torch.Tensor,
+        pred: Predictions,
+        camera: Camera,
+        reference: PhotometricTarget | None = None,
+    ):
+        """``reference``: the target's prepared SSIM statistics (its auto-mask part is not used here)."""
         target, depth = images[:, 0], pred.depths[0]
+        reference = PhotometricTarget(target, alpha=self.cfg.ssim_alpha) if reference is None else reference
         photo_total, geo_total = 0.0, 0.0
         for j, T in enumerate(pred.poses):
             warped, valid = warp_frame(images[:, j + 1], depth, T, camera)
             diff, valid_geo = depth_inconsistency(depth, pred.source_depths[j], T, camera)
             valid = valid & valid_geo
             count = valid.sum().clamp(min=1)
-            error = photometric_error(warped, target, self.cfg.ssim_alpha) * (1 - diff)
+            error = reference.error(warped) * (1 - diff)
             photo_total = photo_total + (error * valid).sum() / count
             geo_total = geo_total + (diff * valid).sum() / count
         n = len(pred.poses)
