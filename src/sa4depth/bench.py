@@ -593,17 +593,26 @@ def _peak_rss_child(overrides: list[str], batch: int, height: int, width: int, s
 
 
 def bench_memory(
-    size: str = "192x640", batch: int = 12, encoders: tuple[str, ...] = ("resnet18",), steps: int = 1
+    size: str = "192x640",
+    batch: int = 12,
+    encoders: tuple[str, ...] = ("resnet18",),
+    steps: int = 1,
+    refine_variants: dict[str, list[str]] | None = None,
 ) -> dict:
-    """Peak resident memory (``ru_maxrss``) of training steps, each variant in its own process."""
+    """Peak resident memory (``ru_maxrss``) of training steps, each variant in its own process.
+
+    ``refine_variants``: more SA4Depth variants, as in `bench_train`.
+    """
     H, W = _parse_size(size)
     results = []
     for encoder in encoders:
-        for variant in ("baseline", "sa4depth"):
+        variants = {v: variant_overrides(v, encoder) for v in ("baseline", "sa4depth")}
+        for name, extra in (refine_variants or {}).items():
+            variants[name] = variant_overrides("sa4depth", encoder) + list(extra)
+        for variant, overrides in variants.items():
             code = (
                 "import json, sys; from sa4depth.bench import _peak_rss_child; "
-                f"print(json.dumps(_peak_rss_child({variant_overrides(variant, encoder)!r}, "
-                f"{batch}, {H}, {W}, {steps})))"
+                f"print(json.dumps(_peak_rss_child({overrides!r}, {batch}, {H}, {W}, {steps})))"
             )
             proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
             if proc.returncode != 0:
@@ -808,7 +817,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         nargs="+",
         default=[],
         metavar="NAME=KEY=VALUE[,KEY=VALUE]",
-        help="train: more SA4Depth variants to time, e.g. shared=refine.share_encoder=true",
+        help="train, memory: more SA4Depth variants, e.g. shared=refine.share_encoder=true",
     )
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     parser.add_argument("--output", default=None, help="JSON path (default benchmarks/results/<what>.json)")
@@ -872,7 +881,12 @@ def run(args: argparse.Namespace) -> dict:
             backends=tuple(args.backends),
         )
     elif args.what == "memory":
-        result = bench_memory((args.sizes or ["192x640"])[0], args.batch or 12, tuple(args.encoders))
+        result = bench_memory(
+            (args.sizes or ["192x640"])[0],
+            args.batch or 12,
+            tuple(args.encoders),
+            refine_variants=parse_refine_variants(args.refine_variants),
+        )
     elif args.what == "data":
         if args.data_root is None:
             raise SystemExit("bench data needs --data-root (a dataset at the benchmarked size)")

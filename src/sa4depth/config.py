@@ -69,6 +69,7 @@ class RefineConfig:
     pose_photometric_weight: float = 1.0
     pose_consistency_weight: float = 0.0
     warmup_steps: int = 0
+    checkpoint_lm: bool = False
 
 
 @dataclass

@@ -17,7 +17,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from sa4depth.config import load_config
-from sa4depth.data.toy import toy_world
+from sa4depth.data.toy import toy_run_overrides, toy_world
 from sa4depth.train.run import build_system
 
 STEPS = 3
@@ -30,16 +30,8 @@ def train_command(world, out, *extra):
         "-m",
         "sa4depth.cli",
         "train",
-        f"data.root={world}",
-        "data.height=64",
-        "data.width=192",
-        "data.batch_size=1",
-        "data.augment=false",
+        *toy_run_overrides(world, out, batch_size=1),
         f"data.max_val_samples={VAL_IMAGES}",
-        f"output_dir={out}",
-        "loss.automask=false",
-        "trainer.accelerator=cpu",
-        "trainer.deterministic=true",
         "trainer.seed=5",
         f"trainer.max_steps={STEPS}",
         "trainer.val_check_interval=1.0",

@@ -12,7 +12,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from sa4depth.config import load_config
-from sa4depth.data.toy import toy_world
+from sa4depth.data.toy import toy_run_overrides, toy_world
 from sa4depth.eval.report_table import write_metrics_json
 from sa4depth.train.run import load_checkpoint, train
 
@@ -33,23 +33,8 @@ def world(tmp_path_factory):
 
 
 def config(world, out, *extra):
-    return load_config(
-        None,
-        [
-            f"data.root={world}",
-            "data.height=64",
-            "data.width=192",
-            "data.batch_size=2",
-            "data.augment=false",
-            "data.max_val_samples=2",
-            f"output_dir={out}",
-            "loss.automask=false",
-            "trainer.accelerator=cpu",
-            "trainer.deterministic=true",
-            "trainer.log_every_n_steps=1",
-            *extra,
-        ],
-    )
+    overrides = [*toy_run_overrides(world, out), "data.max_val_samples=2", "trainer.log_every_n_steps=1"]
+    return load_config(None, [*overrides, *extra])
 
 
 def tmp_files(folder):

@@ -101,3 +101,62 @@ def test_batched_sources_equal_one_solve_per_source():
     for j in range(N - 1):
         single, _ = refinement(images[:, [0, j + 1]], depth, camera, [poses[j]])
         torch.testing.assert_close(batched[j].data, single[0].data, rtol=0, atol=1e-12)
+
+
+def test_every_lm_option_of_the_config_reaches_the_lm():
+    """Each `LMConfig` field named in the ``refine`` section takes the config's value (none is ignored)."""
+    import dataclasses
+
+    from sa4depth.refine import LMConfig
+    from sa4depth.train.refinement import lm_config
+
+    changed = {
+        "levels": 2,
+        "iterations": 3,
+        "robust": "huber",
+        "robust_scale": 0.3,
+        "damping": 0.5,
+        "learned_damping": True,
+        "min_valid": 20,
+        "detach_between_levels": True,
+        "use_confidence": False,
+        "depth_pool": "area",
+        "checkpoint_lm": True,
+    }
+    overrides = [f"refine.{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in changed.items()]
+    cfg = load_config(None, overrides)
+    lm = dataclasses.asdict(lm_config(cfg.refine))
+    expected = {("checkpoint" if k == "checkpoint_lm" else k): v for k, v in changed.items()}
+    assert {k: lm[k] for k in expected} == expected
+    defaults = LMConfig()
+    untouched = {f.name for f in dataclasses.fields(LMConfig)} - set(expected)
+    assert untouched == {"damping_log_min", "damping_log_max", "eps"}
+    assert all(lm[k] == getattr(defaults, k) for k in untouched)
+
+
+def test_checkpointed_lm_gives_the_same_poses_and_gradients():
+    """Activation checkpointing recomputes each LM step in the backward pass: same values, same gradients."""
+    from sa4depth.geometry import Camera, Pose
+    from sa4depth.models.depth_net import DepthNet
+    from sa4depth.train.refinement import PoseRefinement
+
+    B, N, H, W = 2, 3, 64, 128  # the coarsest level (stride 16) needs >= refine.min_valid points
+    images = torch.rand(B, N, 3, H, W, dtype=torch.float64)
+    depth = (torch.rand(B, 1, H, W, dtype=torch.float64) * 5 + 2).requires_grad_()
+    camera = Camera(torch.tensor([[W, H, 80.0, 80.0, 63.5, 31.5]] * B, dtype=torch.float64))
+    aa = (torch.randn(N - 1, B, 6, dtype=torch.float64) * 0.05).requires_grad_()
+    results = []
+    for checkpoint in (False, True):
+        torch.manual_seed(0)
+        cfg = load_config(None, ["refine.iterations=2", f"refine.checkpoint_lm={str(checkpoint).lower()}"])
+        refinement = PoseRefinement(cfg.refine, DepthNet()).double()
+        poses = [Pose.from_aa(a[:, :3], a[:, 3:]) for a in aa]
+        refined, _ = refinement(images, depth, camera, poses)
+        loss = sum((T.data * torch.linspace(0.5, 1.5, 12, dtype=torch.float64)).sum() for T in refined)
+        grads = torch.autograd.grad(loss, [depth, aa, *refinement.feature_net.parameters()])
+        results.append((torch.stack([T.data for T in refined]), grads))
+    (T_plain, g_plain), (T_ckpt, g_ckpt) = results
+    torch.testing.assert_close(T_ckpt, T_plain, rtol=0, atol=1e-12)
+    for a, b in zip(g_ckpt, g_plain, strict=True):
+        assert a.abs().sum() > 0
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)

@@ -14,7 +14,7 @@ import time
 import pytest
 import torch
 
-from sa4depth.data.toy import toy_world
+from sa4depth.data.toy import toy_run_overrides, toy_world
 
 # 5 frames -> 3 targets per sequence, 6 in all: 3 steps per epoch at batch size 2.
 STEPS_PER_EPOCH, TOTAL_STEPS = 3, 6
@@ -27,16 +27,8 @@ def train_command(world, out, *extra):
         "sa4depth.cli",
         "train",
         *extra,
-        f"data.root={world}",
-        "data.height=64",
-        "data.width=192",
-        "data.batch_size=2",
-        "data.augment=false",
+        *toy_run_overrides(world, out),
         "data.max_val_samples=2",
-        f"output_dir={out}",
-        "loss.automask=false",
-        "trainer.accelerator=cpu",
-        "trainer.deterministic=true",
         "trainer.seed=3",
         f"trainer.max_steps={TOTAL_STEPS}",
         f"trainer.checkpoint_every_n_steps={STEPS_PER_EPOCH}",

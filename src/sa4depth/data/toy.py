@@ -69,3 +69,23 @@ def toy_world(
     for split in layout.SPLITS:
         layout.write_split(root / "splits" / f"{split}.txt", items)
     return root
+
+
+def toy_run_overrides(root: str | Path, out: str | Path, batch_size: int = 2) -> list[str]:
+    """Config overrides for a seconds-long, repeatable CPU training on a `toy_world` at ``root``.
+
+    Example:
+        >>> toy_run_overrides("w", "runs/t")[:2]
+        ['data.root=w', 'output_dir=runs/t']
+    """
+    return [
+        f"data.root={root}",
+        f"output_dir={out}",
+        "data.height=64",
+        "data.width=192",
+        f"data.batch_size={batch_size}",
+        "data.augment=false",
+        "loss.automask=false",  # the wall fills the view: auto-masking would hide it (see method.md)
+        "trainer.accelerator=cpu",
+        "trainer.deterministic=true",
+    ]

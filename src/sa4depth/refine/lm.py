@@ -5,11 +5,13 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch import nn
 
 from sa4depth.geometry import Camera, Pose
@@ -37,6 +39,8 @@ class LMConfig:
         use_confidence: weight residuals by ``W_t(p) W_s(p')``; otherwise by 1 on valid points.
         depth_pool: how depth is brought to a level (see `downsample_depth`).
         eps: floor of the damping added to the Hessian diagonal.
+        checkpoint: keep only each step's inputs for the backward pass and recompute the rest there
+            (activation checkpointing): much less memory for about one more LM forward pass.
     """
 
     levels: int = 3
@@ -52,6 +56,7 @@ class LMConfig:
     use_confidence: bool = True
     depth_pool: str = "inverse_area"
     eps: float = 1e-6
+    checkpoint: bool = False
 
     def __post_init__(self):
         if self.levels < 1 or self.iterations < 0:
@@ -126,6 +131,9 @@ class LMRefiner(nn.Module):
         failed_steps = torch.zeros(B, dtype=torch.long, device=depth_tgt.device)
         n_valid = torch.zeros(B, dtype=torch.long, device=depth_tgt.device)
         costs, lambdas = [], []
+        step = self.step
+        if c.checkpoint and torch.is_grad_enabled():
+            step = functools.partial(torch.utils.checkpoint.checkpoint, self.step, use_reentrant=False)
         for k in range(c.levels):
             i = first + k
             level = build_level(
@@ -140,7 +148,7 @@ class LMRefiner(nn.Module):
             lambda_ = self.damping(k)
             lambdas.append(lambda_.detach())
             for _ in range(c.iterations):
-                T, failed, n_valid, cost = self.step(T, level, lambda_)
+                T, failed, n_valid, cost = step(T, level, lambda_)
                 failed_steps += failed.long()
                 costs.append(cost.detach())
             if c.detach_between_levels and k < c.levels - 1:

@@ -5,6 +5,8 @@ Training only: the depth network alone is the inference model, so none of this i
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 from torch import nn
 
@@ -22,6 +24,12 @@ def pose_consistency(T_net: Pose, T_refined: Pose) -> torch.Tensor:
     """
     rot = ((T_net.R - T_refined.R) ** 2).sum(dim=(-1, -2))
     return (rot + (T_net.t - T_refined.t).abs().sum(-1)).mean()
+
+
+def lm_config(cfg: RefineConfig) -> LMConfig:
+    """The LM settings of a ``refine`` config section: every `LMConfig` field it has, by name."""
+    shared = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(LMConfig) if hasattr(cfg, f.name)}
+    return LMConfig(**shared, checkpoint=cfg.checkpoint_lm)
 
 
 class PoseRefinement(nn.Module):
@@ -42,18 +50,7 @@ class PoseRefinement(nn.Module):
         if cfg.features == "learned":
             shared = list(depth_net.encoder.num_ch_enc) if cfg.share_encoder else None
             self.feature_net = FeatureNet(levels=cfg.levels, shared_encoder_channels=shared)
-        self.lm = LMRefiner(
-            LMConfig(
-                levels=cfg.levels,
-                iterations=cfg.iterations,
-                robust=cfg.robust,
-                damping=cfg.damping,
-                learned_damping=cfg.learned_damping,
-                min_valid=cfg.min_valid,
-                detach_between_levels=cfg.detach_between_levels,
-                use_confidence=cfg.use_confidence,
-            )
-        )
+        self.lm = LMRefiner(lm_config(cfg))
 
     def features(self, images: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """Per-level features and confidences of ``(B*N, 3, H, W)`` images."""
