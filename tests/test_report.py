@@ -14,31 +14,11 @@ from PIL import Image
 
 from sa4depth.config import load_config
 from sa4depth.data import layout
+from sa4depth.data.toy import toy_world
 from sa4depth.errors import InputError
 from sa4depth.report import write_report
 
 H, W = 64, 96
-
-
-def tiny_world(root, frames=5):
-    """Two sequences of a textured wall that the camera approaches: depth and poses as ground truth."""
-    rng = np.random.default_rng(0)
-    K = np.array([[60.0, 0, (W - 1) / 2], [0, 60.0, (H - 1) / 2], [0, 0, 1]])
-    texture = (rng.random((H, W + 4 * frames, 3)) * 255).astype(np.uint8)
-    for s, name in enumerate(("a", "b")):
-        d = layout.sequence_dir(root, name)
-        poses = np.tile(np.eye(4), (frames, 1, 1))
-        for i in range(frames):
-            poses[i, 2, 3] = 0.1 * i
-            layout.write_image(d / "images" / f"{i:06d}.png", texture[:, 2 * i + s : 2 * i + s + W])
-            layout.write_depth(d / "depth" / f"{i:06d}.npz", np.full((H, W), 5.0 - 0.1 * i, np.float32))
-        layout.write_poses(d / "poses.txt", poses)
-        layout.write_cam(d / "cam.txt", K)
-    for split in ("train", "val", "test"):
-        layout.write_split(
-            root / "splits" / f"{split}.txt", [(s, i) for s in ("a", "b") for i in range(1, frames - 1)]
-        )
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +29,7 @@ def run(tmp_path_factory):
     from sa4depth.train.run import load_checkpoint, train
 
     base = tmp_path_factory.mktemp("report")
-    world = tiny_world(base / "world")
+    world = toy_world(base / "world", frames=5, size=(H, W))
     out = base / "run"
     overrides = [f"data.root={world}", f"data.height={H}", f"data.width={W}", "data.batch_size=2"]
     overrides += [
