@@ -160,3 +160,26 @@ def test_checkpointed_lm_gives_the_same_poses_and_gradients():
     for a, b in zip(g_ckpt, g_plain, strict=True):
         assert a.abs().sum() > 0
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+
+
+def test_training_starts_the_refinement_after_the_warmup_steps(tmp_path):
+    """In a real Lightning run the LM is off for the first ``refine.warmup_steps`` optimizer steps only."""
+    from lightning.pytorch.callbacks import Callback
+
+    from sa4depth.data.toy import toy_run_overrides, toy_world
+    from sa4depth.train.run import train
+
+    class RefinementProbe(Callback):
+        def __init__(self):
+            self.refined = []
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            self.refined.append("train/lm_failed" in trainer.logged_metrics)
+
+    world = toy_world(tmp_path / "world", frames=6)
+    overrides = ["refine.enabled=true", "refine.warmup_steps=2", "trainer.max_steps=4"]
+    overrides += ["trainer.log_every_n_steps=1"]
+    cfg = load_config(None, [*toy_run_overrides(world, tmp_path / "run"), *overrides])
+    probe = RefinementProbe()
+    train(cfg, enable_progress_bar=False, callbacks=[probe])
+    assert probe.refined == [False, False, True, True]

@@ -116,7 +116,7 @@ class DepthPoseSystem(L.LightningModule):
         # step whose loss or gradients turn out non-finite.
         if self._buffers_before_step is None:
             self._buffers_before_step = [b.clone() for b in self.model.buffers()]
-        loss, logs = self.model.training_forward(batch)
+        loss, logs = self.model.training_forward(batch, step=self.global_step)
         if not self._all_ranks(bool(torch.isfinite(loss))):
             self._restore_buffers()
             return self._drop_step("non-finite loss", batch)
