@@ -6,6 +6,7 @@ Training only: the depth network alone is the inference model, so none of this i
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 import torch
 from torch import nn
@@ -24,6 +25,9 @@ def pose_consistency(T_net: Pose, T_refined: Pose) -> torch.Tensor:
     """
     rot = ((T_net.R - T_refined.R) ** 2).sum(dim=(-1, -2))
     return (rot + (T_net.t - T_refined.t).abs().sum(-1)).mean()
+
+
+logger = logging.getLogger(__name__)
 
 
 def lm_config(cfg: RefineConfig) -> LMConfig:
@@ -45,6 +49,13 @@ class PoseRefinement(nn.Module):
         self.cfg = cfg
         if cfg.features not in ("learned", "rgb"):
             raise InputError("config", f"refine.features must be 'learned' or 'rgb', got {cfg.features!r}")
+        if cfg.features == "learned" and not cfg.grad_through_lm:
+            # Measured: with untrained features the LM scrambled the translation direction and depth
+            # collapsed (benchmarks/results/sa4depth_report.md, "no gradient through the LM").
+            logger.warning(
+                "refine.grad_through_lm=false: the feature network's only training signal passes through "
+                "the LM, so its features stay as initialised (load trained ones, or use refine.features=rgb)"
+            )
         self.depth_encoder = depth_net.encoder if cfg.share_encoder else None
         self.feature_net = None
         if cfg.features == "learned":
