@@ -37,6 +37,13 @@ PIPELINES = [
         "--out benchmarks/results/compare_sc",
     ),
     ("SC-Depth + SA4Depth", "compare_sc", "sc_depth+sa4depth", "(same)"),
+    (
+        "SC-Depth + SA4Depth from step 300 (`refine.warmup_steps=300`)",
+        "diag_sc_warmup300",
+        "sc_depth+sa4depth",
+        "python benchmarks/compare_sa4depth.py --steps 600 --seeds 0 1 2 --variants sc_depth+sa4depth "
+        "--out benchmarks/results/diag_sc_warmup300 refine.warmup_steps=300",
+    ),
 ]
 _ABLATION = "python benchmarks/compare_sa4depth.py --steps 600 --variants monodepth2+sa4depth --out "
 ABLATIONS = [
@@ -49,10 +56,17 @@ ABLATIONS = [
         "refine.pose_consistency_weight=1",
     ),
     (
-        "no gradient through the LM (features, depth, initial pose detached)",
+        "no gradient through the LM (so the feature network is never trained)",
         "ablation_no_grad_through_lm",
         "monodepth2+sa4depth",
         _ABLATION + "benchmarks/results/ablation_no_grad_through_lm refine.grad_through_lm=false",
+    ),
+    (
+        "refinement from step 300 (`refine.warmup_steps=300`)",
+        "diag_md2_warmup300",
+        "monodepth2+sa4depth",
+        "python benchmarks/compare_sa4depth.py --steps 600 --seeds 0 --variants monodepth2+sa4depth "
+        "--out benchmarks/results/diag_md2_warmup300 refine.warmup_steps=300",
     ),
     (
         "raw RGB instead of learned features (strides 1, 2, 4; no confidence)",
@@ -102,6 +116,48 @@ def table(entries: list[tuple[str, str, str, str]], reference: tuple[str, str] |
     return lines
 
 
+def lm_agreement_table() -> list[str]:
+    path = RESULTS / "lm_agreement.json"
+    if not path.is_file():
+        return ["(not run: `python benchmarks/lm_agreement.py <checkpoints>`)"]
+    data = json.loads(path.read_text())
+    lines = [
+        f"Command: `{data['command']}` (source 0, the previous frame; means over the test snippets)",
+        "",
+        "| checkpoint | refined / pose-net translation | cos(pose net, GT) | cos(refined, GT) "
+        "| rotation error pose net (deg) | rotation error refined (deg) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in data["results"]:
+        run = "/".join(Path(r["checkpoint"]).parts[-4:-2])
+        lines.append(
+            f"| {run} | {r['source0/refined_over_pose_net_t']:.2f} | {r['source0/cos_pose_net_gt']:.3f} "
+            f"| {r['source0/cos_refined_gt']:.3f} | {r['source0/rot_err_pose_net_deg']:.3f} "
+            f"| {r['source0/rot_err_refined_deg']:.3f} |"
+        )
+    return lines
+
+
+def overhead_lines() -> list[str]:
+    lines = []
+    train = RESULTS / "train_overhead.json"
+    if train.is_file():
+        data = json.loads(train.read_text())
+        entry = data["results"][0]
+        where = f"{entry['size']}, batch {entry['batch']}, {entry['encoder']}"
+        lines.append(f"Training-step overhead over the baseline, {where} (`{data['command']}`):")
+        lines += [f"- {name}: {100 * v:+.0f} %" for name, v in entry["overhead_over_baseline"].items()]
+    memory = RESULTS / "memory.json"
+    if memory.is_file():
+        data = json.loads(memory.read_text())
+        lines.append("")
+        lines.append(f"Peak RSS, 192x640, batch 12 (`{data['command']}`):")
+        lines += [
+            f"- {r['variant']}: {r['peak_rss_gib']:.2f} GiB" for r in data["results"] if "peak_rss_gib" in r
+        ]
+    return lines or ["(not measured)"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -125,6 +181,22 @@ def main() -> None:
         "## Ablations (Monodepth2 + SA4Depth; one change each)",
         "",
         *table(ABLATIONS, ("compare_md2", "monodepth2+sa4depth")),
+        "",
+        "## Does the trained LM agree with the ground truth?",
+        "",
+        *lm_agreement_table(),
+        "",
+        "## Convergence basin of the trained LM (ground-truth depth)",
+        "",
+        *(
+            (RESULTS / "lm_basin" / "summary.md").read_text().splitlines()
+            if (RESULTS / "lm_basin" / "summary.md").is_file()
+            else ["(not run)"]
+        ),
+        "",
+        "## Cost",
+        "",
+        *overhead_lines(),
         "",
         "## Commands",
         "",

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from sa4depth.data.datamodule import build_dataset, collate
+from sa4depth.eval.report_table import write_metrics_json
 from sa4depth.geometry import Pose
 from sa4depth.train.model import batch_camera
 from sa4depth.train.objectives import upsample_to
@@ -69,10 +71,13 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("checkpoints", nargs="+")
+    parser.add_argument("--output", default="benchmarks/results/lm_agreement.json")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    for c in args.checkpoints:
-        print(json.dumps(agreement(c), indent=1))
+    results = [agreement(c) for c in args.checkpoints]
+    command = "python benchmarks/lm_agreement.py " + " ".join(args.checkpoints)
+    write_metrics_json(Path(args.output), {"command": command, "results": results})
+    print(json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":
