@@ -107,8 +107,8 @@ class FaultProbe(Callback):
         elif fault == "loss":
             forward = pl_module.model.training_forward
 
-            def nan_loss_forward(b):
-                loss, logs = forward(b)
+            def nan_loss_forward(b, step=0):
+                loss, logs = forward(b, step)
                 return loss * math.nan, logs
 
             pl_module.model.training_forward = nan_loss_forward  # on the instance, removed at batch end
