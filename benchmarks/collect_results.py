@@ -27,7 +27,13 @@ COLUMNS = {
 }
 # (row label, result folder, variant name in its summary.json, the command that made the folder)
 PIPELINES = [
-    ("Monodepth2", "compare_md2", "monodepth2", "python benchmarks/compare_sa4depth.py --steps 600"),
+    (
+        "Monodepth2",
+        "compare_md2",
+        "monodepth2",
+        "python benchmarks/compare_sa4depth.py --steps 600 --seeds 0 1 2 3 4 --variants monodepth2 "
+        "monodepth2+sa4depth --out benchmarks/results/compare_md2",
+    ),
     ("Monodepth2 + SA4Depth", "compare_md2", "monodepth2+sa4depth", "(same)"),
     (
         "SC-Depth",
@@ -168,9 +174,11 @@ def main() -> None:
         "# SA4Depth on the synthetic benchmark set: pipelines and ablations",
         "",
         "Made by `python benchmarks/collect_results.py` from the `summary.json` of each folder below.",
-        "All runs: 64x192, batch 4, 600 steps, ImageNet EfficientNet-Lite0 depth encoder, seeds 0, 1, 2,",
+        "All runs: 64x192, batch 4, 600 steps, ImageNet EfficientNet-Lite0 depth encoder, seeds 0, 1, 2 (and",
+        "3, 4 for Monodepth2 +- SA4Depth; n gives the count),",
         "evaluated on the 4 held-out test streets; mean ± std over seeds. t: Welch's t of the row against",
-        "the first row of its table (negative = lower); with 3 + 3 runs |t| > 2.8 is needed for p < 0.05.",
+        "the first row of its table (negative = lower); p < 0.05 needs |t| > 2.8 with 3 + 3 runs,",
+        "2.3 with 5 + 5.",
         "",
         "## Pipelines with and without SA4Depth",
         "",
