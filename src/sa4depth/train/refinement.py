@@ -17,6 +17,8 @@ from sa4depth.geometry import Camera, Pose
 from sa4depth.models.feature_net import FeatureNet
 from sa4depth.refine import LMConfig, LMRefiner, image_pyramid_features
 
+logger = logging.getLogger(__name__)
+
 
 def pose_consistency(T_net: Pose, T_refined: Pose) -> torch.Tensor:
     """Distance between two pose batches: squared rotation-matrix difference plus L1 translation.
@@ -25,9 +27,6 @@ def pose_consistency(T_net: Pose, T_refined: Pose) -> torch.Tensor:
     """
     rot = ((T_net.R - T_refined.R) ** 2).sum(dim=(-1, -2))
     return (rot + (T_net.t - T_refined.t).abs().sum(-1)).mean()
-
-
-logger = logging.getLogger(__name__)
 
 
 def lm_config(cfg: RefineConfig) -> LMConfig:
