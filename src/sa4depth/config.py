@@ -52,6 +52,13 @@ class LossConfig:
 
 @dataclass
 class RefineConfig:
+    """SA4Depth's LM pose refinement; the fields shared with `sa4depth.refine.LMConfig` mean the same there.
+
+    ``warmup_steps``: optimizer steps trained without refinement first (the LM needs a usable depth;
+    see docs/design.md). ``checkpoint_lm``: recompute each LM step in the backward pass (less memory).
+    ``grad_through_lm=false`` leaves learned features untrained (their only signal passes the LM).
+    """
+
     enabled: bool = False
     features: str = "learned"
     share_encoder: bool = False
