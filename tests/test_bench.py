@@ -13,15 +13,7 @@ import torch
 
 from sa4depth import bench
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # On a loaded 2-core machine a second intra-op thread makes every small op wait for a descheduled
-    # thread (~8 ms each); one thread keeps these tests fast and their ratios stable.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _min_times(fns: dict, arg, repeats: int) -> dict:

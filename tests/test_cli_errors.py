@@ -17,13 +17,7 @@ from sa4depth.data.folder import FolderDataset
 from sa4depth.data.toy import toy_world
 from sa4depth.train.run import build_system
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

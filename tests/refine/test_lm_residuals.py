@@ -15,14 +15,7 @@ from sa4depth.refine.residuals import (
 D = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These problems are tiny: on a shared CPU, waking a second BLAS thread for each 6 x 6 solve
-    costs far more than the arithmetic (measured 36x slower with 2 threads on the test machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def plane_depth(camera: Camera, H: int, W: int) -> torch.Tensor:

@@ -10,14 +10,7 @@ from sa4depth.refine.solver import Damping, build_system, lm_step, robust_cost
 D = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These problems are tiny: on a shared CPU, waking a second BLAS thread for each 6 x 6 solve
-    costs far more than the arithmetic (measured 36x slower with 2 threads on the test machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("kind", ["l2", "huber", "cauchy"])

@@ -16,14 +16,7 @@ from sa4depth.data.toy import toy_run_overrides, toy_world
 from sa4depth.eval.report_table import write_metrics_json
 from sa4depth.train.run import load_checkpoint, train
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Two cores shared by several jobs: more threads only adds contention for these tiny tensors.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
