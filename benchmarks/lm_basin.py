@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from sa4depth.data.datamodule import build_dataset, collate
+from sa4depth.errors import InputError
 from sa4depth.eval.report_table import write_metrics_json
 from sa4depth.geometry import Camera, Pose
 from sa4depth.models.feature_net import FeatureNet
@@ -152,7 +153,10 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results/lm_basin")
     args = parser.parse_args()
     torch.set_num_threads(1)  # 6x6 solves: a second thread costs more than it brings
-    results = [basin(c, args.data, seed) for seed, c in enumerate(args.checkpoints)]
+    try:
+        results = [basin(c, args.data, seed) for seed, c in enumerate(args.checkpoints)]
+    except InputError as e:  # a missing, corrupt or foreign checkpoint or dataset: one line, no traceback
+        raise SystemExit(f"error: {e}") from None
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     text = table(results)
