@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from sa4depth import bench
+from sa4depth.errors import InputError
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -97,7 +98,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.output is None:
         args.output = str(RESULTS / f"{args.what}.json")
-    result = bench.run(args)
+    try:
+        result = bench.run(args)
+    except InputError as e:  # bad options or config overrides: one line, no traceback
+        raise SystemExit(f"error: {e}") from None
     if args.what == "scaling" and (RESULTS / "lm.json").is_file():
         bench.plot_scaling(result, result["plot"], json.loads((RESULTS / "lm.json").read_text()))
 

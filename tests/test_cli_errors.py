@@ -197,3 +197,8 @@ def test_depth_map_of_the_wrong_shape(capsys, world):
     depth = world / "sequences" / "a" / "depth" / "000001.npz"  # the first validation image
     np.savez(depth, depth=np.zeros((4, 64, 64), np.float32))
     check(capsys, train_args(world), depth, "depth must be")
+
+
+def test_malformed_benchmark_variant(capsys):
+    rc, line = run_cli(capsys, "bench", "train", "--sizes", "64x192", "--refine-variants", "no_overrides")
+    assert rc == 2 and "--refine-variants" in line and "NAME=KEY=VALUE" in line

@@ -29,6 +29,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from sa4depth.errors import InputError
+
 logger = logging.getLogger(__name__)
 
 BENCHMARKS = ("train", "inference", "memory", "data", "scaling")
@@ -834,7 +836,7 @@ def parse_refine_variants(specs: list[str]) -> dict[str, list[str]]:
     for spec in specs:
         name, sep, overrides = spec.partition("=")
         if not sep or not overrides or name in ("baseline", "sa4depth"):
-            raise ValueError(f"--refine-variants {spec!r}: expected NAME=KEY=VALUE[,KEY=VALUE], a new NAME")
+            raise InputError("--refine-variants", f"{spec!r}: expected NAME=KEY=VALUE[,KEY=VALUE], new NAME")
         variants[name] = overrides.split(",")
     return variants
 
