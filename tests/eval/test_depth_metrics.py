@@ -122,6 +122,21 @@ def test_disparity_input_is_inverted():
     assert m["abs_rel"] == pytest.approx(1.0)
 
 
+def test_resized_quantity_follows_the_protocol():
+    """A 5 m | 50 m edge resized from 1 x 2 to 1 x 4: cv2's half-pixel centres weigh 0.75 / 0.25 inside."""
+    pred = np.array([[5.0, 50.0]])
+    from_disparity = 1 / np.array([0.2, 0.75 * 0.2 + 0.25 * 0.02, 0.25 * 0.2 + 0.75 * 0.02, 0.02])
+    from_depth = np.array([5.0, 0.75 * 5 + 0.25 * 50, 0.25 * 5 + 0.75 * 50, 50.0])  # 16.25, 38.75
+    for quantity, expected in (("disparity", from_disparity), ("depth", from_depth)):
+        protocol = DepthProtocol("edge", 0.1, 100.0, median_scaling=False, resized_quantity=quantity)
+        for given, is_disparity in ((pred, False), (1 / pred, True)):
+            m = compute_depth_metrics(given, expected[None], protocol, disparity=is_disparity)
+            assert m["abs_rel"] == pytest.approx(0.0, abs=1e-6), (quantity, is_disparity)
+    # The two differ by 2.5x between the edge pixels (6.45 m vs 16.25 m).
+    protocol = DepthProtocol("edge", 0.1, 100.0, median_scaling=False, resized_quantity="depth")
+    assert compute_depth_metrics(pred, from_disparity[None], protocol)["abs_rel"] > 0.5
+
+
 def test_no_valid_pixel_gives_nan():
     m = compute_depth_metrics(np.ones((2, 2)), np.zeros((2, 2)), KITTI_EIGEN)
     assert m["n_valid"] == 0 and math.isnan(m["abs_rel"]) and math.isnan(m["scale"])

@@ -54,6 +54,11 @@ def test_named_protocols_have_the_published_settings():
     assert (NYU.max_depth, NYU.crop) == (10.0, "nyu")
     assert (CITYSCAPES.max_depth, CITYSCAPES.crop) == (80.0, "cityscapes")
     assert (SYNTHETIC.min_depth, SYNTHETIC.max_depth, SYNTHETIC.crop) == (0.1, 80.0, None)
+    # Monodepth2 and ManyDepth resize the disparity; SC-Depth (our NYU reference) resizes depth, and
+    # masks and clamps at 0.1 m.
+    for protocol in (KITTI_EIGEN, KITTI_IMPROVED, KITTI_IMPROVED_MD2, CITYSCAPES, SYNTHETIC):
+        assert protocol.resized_quantity == "disparity", protocol.name
+    assert (NYU.resized_quantity, NYU.min_depth) == ("depth", 0.1)
     for name, protocol in PROTOCOLS.items():
         assert get_protocol(name) is protocol
 
@@ -70,5 +75,7 @@ def test_protocol_is_frozen_and_validated():
         DepthProtocol("x", 0.1, 10.0, crop="middle")
     with pytest.raises(ValueError, match="min_depth"):
         DepthProtocol("x", 10.0, 1.0)
+    with pytest.raises(ValueError, match="resized_quantity"):
+        DepthProtocol("x", 0.1, 10.0, resized_quantity="log_depth")
     with pytest.raises(ValueError, match="gt_rows"):
         DepthProtocol("x", 0.1, 10.0, gt_rows=(0.5, 0.5))

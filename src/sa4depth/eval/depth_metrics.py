@@ -75,8 +75,10 @@ def eigen_errors(gt: np.ndarray, pred: np.ndarray) -> dict[str, float]:
 def compute_depth_metrics(pred, gt, protocol: DepthProtocol, *, disparity: bool = False) -> dict[str, float]:
     """Depth metrics of ONE image under ``protocol``.
 
-    Steps, in Monodepth2's order: cut the GT to ``protocol.gt_rows``; resize the prediction bilinearly
-    (OpenCV, half-pixel centres) to the GT size; valid pixels are ``min_depth < gt < max_depth`` (or
+    Steps, in Monodepth2's order: cut the GT to ``protocol.gt_rows``; if the sizes differ, resize
+    ``protocol.resized_quantity`` of the prediction bilinearly (OpenCV, half-pixel centres, float32, as
+    Monodepth2 does) to the GT size: the disparity ``1 / depth``, inverted after, or the depth itself;
+    valid pixels are ``min_depth < gt < max_depth`` (or
     ``gt > 0`` when ``protocol.gt_range_mask`` is False) inside the crop; ``scale = median(gt) /
     median(pred)`` over those pixels is always reported and multiplies the prediction only when
     ``protocol.median_scaling``; the prediction is clamped to ``[min_depth, max_depth]``; then
@@ -87,8 +89,8 @@ def compute_depth_metrics(pred, gt, protocol: DepthProtocol, *, disparity: bool 
             ``(1, 1, h, w)``, any positive scale; torch or numpy.
         gt: ground-truth depth ``(H, W)`` in metres, 0 (or anything outside the range) = unknown.
         protocol: see `sa4depth.eval.protocols`.
-        disparity: ``pred`` is inverse depth: it is resized as such and then inverted, as Monodepth2
-            does with its network's disparity (resizing depth instead differs slightly at edges).
+        disparity: ``pred`` is inverse depth (e.g. a network's sigmoid output), else depth. Either
+            way the quantity that ``protocol.resized_quantity`` names is what gets resized.
 
     Returns:
         dict with `DEPTH_METRIC_KEYS`, ``"scale"`` (the median ratio) and ``"n_valid"`` (pixels used).
@@ -112,9 +114,15 @@ def compute_depth_metrics(pred, gt, protocol: DepthProtocol, *, disparity: bool 
     if pred.shape != gt.shape:
         if not protocol.resize_pred_to_gt:
             raise ValueError(f"prediction {pred.shape} and GT {gt.shape} differ and resizing is off")
+        # Depth and disparity are each other's inverse: invert into the protocol's quantity, resize, and
+        # invert back to depth where that quantity is disparity.
+        as_disparity = protocol.resized_quantity == "disparity"
+        source = pred if disparity == as_disparity else 1.0 / pred
         size = (gt.shape[1], gt.shape[0])  # cv2 wants (width, height)
-        pred = cv2.resize(pred.astype(np.float32), size, interpolation=cv2.INTER_LINEAR).astype(np.float64)
-    if disparity:
+        pred = cv2.resize(source.astype(np.float32), size, interpolation=cv2.INTER_LINEAR).astype(np.float64)
+        if as_disparity:
+            pred = 1.0 / pred
+    elif disparity:
         pred = 1.0 / pred
 
     if protocol.gt_range_mask:

@@ -156,8 +156,10 @@ def evaluate_depth_full_resolution(
     """Depth metrics of a predictor against raw-resolution ground truth (the benchmark protocol).
 
     Each target image is resized to ``height x width`` as in training (`resize_with_camera`), predicted,
-    and scored by `DepthMetricAccumulator` against its full-size map (the prediction is resized to the
-    map, Garg crop and depth range per ``protocol``, median scaling).
+    and scored by `DepthMetricAccumulator` against its full-size map: the prediction's
+    ``protocol.resized_quantity`` is resized to the map (for the KITTI protocols its disparity, inverted
+    after, exactly as Monodepth2's ``evaluate_depth.py``), then crop, depth range and median scaling per
+    ``protocol``.
 
     Args:
         predict: images ``(B, 3, height, width)`` in [0, 1] -> depth ``(B, 1, height, width)``.

@@ -1,6 +1,6 @@
-"""Named depth-evaluation protocols (depth range, crop, median scaling): KITTI, NYUv2, Cityscapes, synthetic.
+"""Named depth-evaluation protocols (range, crop, scaling, resized quantity): KITTI, NYU, Cityscapes, ours.
 
-Each protocol is a frozen `DepthProtocol`; `get_protocol(name)` looks one up by name.
+Each protocol is a frozen `DepthProtocol` that follows one public reference (docs/protocols.md names it).
 """
 
 from __future__ import annotations
@@ -27,6 +27,9 @@ CROP_FRACTIONS: dict[str, tuple[float, float, float, float]] = {
     "cityscapes": (0.25, 0.75, 0.09375, 0.90625),
 }
 
+RESIZED_QUANTITIES = ("disparity", "depth")
+"""What `DepthProtocol.resized_quantity` may name."""
+
 
 @dataclass(frozen=True)
 class DepthProtocol:
@@ -42,6 +45,11 @@ class DepthProtocol:
             pixels (monocular models, whose scale is unknown). Off for metric or stereo models.
         resize_pred_to_gt: bilinearly resize the prediction to the GT size when they differ; if False,
             a size mismatch raises.
+        resized_quantity: what is resized when sizes differ (`RESIZED_QUANTITIES`): "disparity" resizes
+            ``1 / depth`` and inverts the result, as Monodepth2's and ManyDepth's ``evaluate_depth.py`` do
+            with the network's disparity; "depth" resizes depth itself, as SC-Depth's ``eval_depth.py``
+            does. Bilinear interpolation of the two differs at depth edges: between a 5 m and a 50 m
+            pixel, the disparity mean gives 9.1 m, the depth mean 27.5 m.
         gt_range_mask: if False the valid mask is only ``gt > 0`` (no range test): what Monodepth2 does
             for every split except "eigen" (see `KITTI_IMPROVED_MD2`).
         gt_rows: the rows of the GT frame that the prediction covers, as (start, end) fractions of the
@@ -55,6 +63,7 @@ class DepthProtocol:
     crop: str | None = None
     median_scaling: bool = True
     resize_pred_to_gt: bool = True
+    resized_quantity: str = "disparity"
     gt_range_mask: bool = True
     gt_rows: tuple[float, float] = (0.0, 1.0)
 
@@ -63,6 +72,10 @@ class DepthProtocol:
             raise ValueError(f"unknown crop {self.crop!r}; expected None or one of {sorted(CROP_FRACTIONS)}")
         if not 0 <= self.min_depth < self.max_depth:
             raise ValueError(f"need 0 <= min_depth < max_depth, got {self.min_depth}, {self.max_depth}")
+        if self.resized_quantity not in RESIZED_QUANTITIES:
+            raise ValueError(
+                f"resized_quantity must be one of {RESIZED_QUANTITIES}, got {self.resized_quantity!r}"
+            )
         start, end = self.gt_rows
         if not 0.0 <= start < end <= 1.0:
             raise ValueError(f"gt_rows must satisfy 0 <= start < end <= 1, got {self.gt_rows}")
@@ -94,28 +107,51 @@ def crop_mask(crop: str | None, height: int, width: int) -> np.ndarray:
     return mask
 
 
-KITTI_EIGEN = DepthProtocol("kitti_eigen", min_depth=1e-3, max_depth=80.0, crop="garg")
-"""KITTI Eigen test split (697 images, projected raw LiDAR): Garg crop, 1e-3 < gt < 80 m, median scaling."""
+KITTI_EIGEN = DepthProtocol(
+    "kitti_eigen", min_depth=1e-3, max_depth=80.0, crop="garg", resized_quantity="disparity"
+)
+"""KITTI Eigen test split (697 images, projected raw LiDAR), Monodepth2's ``evaluate_depth.py``.
 
-KITTI_IMPROVED = DepthProtocol("kitti_improved", min_depth=1e-3, max_depth=80.0, crop="garg")
+Garg crop, 1e-3 < gt < 80 m, median scaling, clamp to [1e-3, 80] m; the prediction's disparity is
+resized to the GT size and inverted.
+"""
+
+KITTI_IMPROVED = DepthProtocol(
+    "kitti_improved", min_depth=1e-3, max_depth=80.0, crop="garg", resized_quantity="disparity"
+)
 """KITTI improved GT (652 of the Eigen test images, the KITTI depth benchmark's accumulated maps).
 
-Same crop and range as `KITTI_EIGEN`, which is what most later papers report. Monodepth2 itself
-(``--eval_split eigen_benchmark``) does NOT crop nor range-mask this split: its mask is ``gt > 0`` only,
-then predictions are clamped to [1e-3, 80] m as usual. Use `KITTI_IMPROVED_MD2` to reproduce that
-(it gave Monodepth2's published 0.090 AbsRel).
+Same crop, range and resized quantity (disparity) as `KITTI_EIGEN`, which is what most later papers
+report. Monodepth2 itself (``--eval_split eigen_benchmark``) does NOT crop nor range-mask this split: its
+mask is ``gt > 0`` only, then predictions are clamped to [1e-3, 80] m as usual. Use `KITTI_IMPROVED_MD2`
+to reproduce that (it gave Monodepth2's published 0.090 AbsRel).
 """
 
 KITTI_IMPROVED_MD2 = DepthProtocol(
-    "kitti_improved_md2", min_depth=1e-3, max_depth=80.0, crop=None, gt_range_mask=False
+    "kitti_improved_md2",
+    min_depth=1e-3,
+    max_depth=80.0,
+    crop=None,
+    gt_range_mask=False,
+    resized_quantity="disparity",
 )
-"""Monodepth2's own evaluation of the improved GT: mask ``gt > 0``, no crop, clamp to [1e-3, 80] m."""
+"""Monodepth2's own evaluation of the improved GT: mask ``gt > 0``, no crop, clamp to [1e-3, 80] m,
+disparity resized."""
 
-NYU = DepthProtocol("nyu", min_depth=1e-3, max_depth=10.0, crop="nyu")
-"""NYUv2 test set (654 images, 480 x 640): border crop rows 45:471, cols 41:601, 1e-3 < gt < 10 m."""
+NYU = DepthProtocol("nyu", min_depth=0.1, max_depth=10.0, crop="nyu", resized_quantity="depth")
+"""NYUv2 test set (654 images, 480 x 640), SC-Depth's ``eval_depth.py`` (JiawangBian/sc_depth_pl).
+
+Border crop rows 45:471, cols 41:601; 0.1 < gt < 10 m; median scaling; clamp to [0.1, 10] m. SC-Depth
+saves predicted depth and resizes that depth (not the disparity) to 480 x 640: so does this protocol.
+"""
 
 CITYSCAPES = DepthProtocol(
-    "cityscapes", min_depth=1e-3, max_depth=80.0, crop="cityscapes", gt_rows=(0.0, 0.75)
+    "cityscapes",
+    min_depth=1e-3,
+    max_depth=80.0,
+    crop="cityscapes",
+    gt_rows=(0.0, 0.75),
+    resized_quantity="disparity",
 )
 """Cityscapes test set (1525 images), the ManyDepth protocol (Watson et al., CVPR 2021).
 
@@ -135,8 +171,12 @@ What ManyDepth's ``evaluate_depth.py`` and ``CityscapesEvalDataset`` do, and wha
   averaged per image, as for KITTI.
 """
 
-SYNTHETIC = DepthProtocol("synthetic", min_depth=0.1, max_depth=80.0, crop=None)
-"""Our built-in rendered world: dense GT, no crop, 0.1 < gt < 80 m, median scaling."""
+SYNTHETIC = DepthProtocol("synthetic", min_depth=0.1, max_depth=80.0, crop=None, resized_quantity="disparity")
+"""Our built-in rendered world: dense GT, no crop, 0.1 < gt < 80 m, median scaling.
+
+The folder loader brings the GT to the network size (`sa4depth.data.transforms.resize_depth`), so the
+prediction is not resized; one of another size would have its disparity resized, as for KITTI.
+"""
 
 PROTOCOLS: dict[str, DepthProtocol] = {
     p.name: p for p in (KITTI_EIGEN, KITTI_IMPROVED, KITTI_IMPROVED_MD2, NYU, CITYSCAPES, SYNTHETIC)
