@@ -1,15 +1,22 @@
-"""Export of the depth network: TorchScript and ONNX files reproduce PyTorch and carry metadata; a baseline
-and an SA4Depth checkpoint export the same inference graph."""
+"""Export of the depth network: every encoder's TorchScript and ONNX files reproduce PyTorch at sizes other
+than the traced one and carry metadata; a failed export leaves no file; a baseline and an SA4Depth
+checkpoint export the same inference graph."""
 
+import math
 import re
 
 import numpy as np
 import pytest
 import torch
 
+from sa4depth.cli import main
 from sa4depth.config import config_to_dict, load_config
 from sa4depth.errors import InputError
 from sa4depth.export import export_model, inference_model, load_exported
+from sa4depth.models import efficientnet_lite
+from sa4depth.models.depth_net import ENCODERS
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 H, W = 64, 96
 
@@ -28,6 +35,97 @@ def checkpoint(tmp_path_factory):
     path = tmp_path_factory.mktemp("export") / "baseline.ckpt"
     save_checkpoint(path)
     return path
+
+
+@pytest.fixture(scope="module")
+def lite_checkpoint(tmp_path_factory):
+    path = tmp_path_factory.mktemp("export") / "lite.ckpt"
+    save_checkpoint(path, "model.encoder=efficientnet_lite0")
+    return path
+
+
+@pytest.mark.parametrize("format", ["torchscript", "onnx"])
+# ResNet-34 and -50 add only their depth and bottleneck blocks to ResNet-18's operations.
+@pytest.mark.parametrize(
+    "encoder",
+    [pytest.param(e, marks=[pytest.mark.slow] if e in ("resnet34", "resnet50") else []) for e in ENCODERS],
+)
+def test_every_encoder_exports_with_dynamic_height_and_width(tmp_path, encoder, format):
+    if format == "onnx":
+        pytest.importorskip("onnxruntime", reason="ONNX export needs the 'export' extra (onnx, onnxruntime)")
+    checkpoint = tmp_path / f"{encoder}.ckpt"
+    save_checkpoint(checkpoint, f"model.encoder={encoder}")
+    out = tmp_path / f"depth.{format}"
+    # Traced at the smallest size the decoder takes (its reflection padding needs 2x2 maps at stride 32),
+    # checked at two other sizes and another batch size.
+    result = export_model(checkpoint, out, format=format, height=64, width=64)
+    assert result["tracer_warnings"] == []  # nothing size-specific frozen into the trace
+    run, metadata = load_exported(out, format)
+    assert metadata["encoder"] == encoder
+    model, _ = inference_model(checkpoint)
+    for size in [(128, 64), (64, 192)]:
+        x = torch.rand(2, 3, *size)
+        with torch.no_grad():
+            expected = model(x)
+        got = run(x)
+        assert got.shape == (2, 1, *size)
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+
+
+def frozen_same_padding(size, kernel, stride):
+    """The former EfficientNet padding: ``math.ceil`` turns a traced size into a constant of the trace."""
+    total = max((math.ceil(size / stride) - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+@pytest.mark.parametrize("format", ["torchscript", "onnx"])
+def test_a_size_specific_trace_is_refused_and_leaves_no_file(tmp_path, lite_checkpoint, monkeypatch, format):
+    if format == "onnx":
+        pytest.importorskip("onnxruntime", reason="ONNX export needs the 'export' extra (onnx, onnxruntime)")
+    monkeypatch.setattr(efficientnet_lite, "same_padding", frozen_same_padding)
+    out = tmp_path / "depth.model"
+    with pytest.raises(InputError, match="exported model (fails at|outputs|disagrees)") as info:
+        export_model(lite_checkpoint, out, format=format)
+    assert info.value.path == str(out)
+    # The error points at the line that froze the size.
+    assert "the tracer warned: " in info.value.problem and "test_export.py" in info.value.problem
+    assert list(tmp_path.iterdir()) == []
+    # An earlier export at the same path survives a failed one.
+    out.write_bytes(b"an earlier export")
+    with pytest.raises(InputError):
+        export_model(lite_checkpoint, out, format=format)
+    assert out.read_bytes() == b"an earlier export" and list(tmp_path.iterdir()) == [out]
+
+
+def test_cli_export_errors_are_one_line(tmp_path, lite_checkpoint, monkeypatch, capsys):
+    monkeypatch.setattr(efficientnet_lite, "same_padding", frozen_same_padding)
+    out = tmp_path / "depth.pt"
+    assert main(["export", "--checkpoint", str(lite_checkpoint), "--output", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {out}: exported model") and err.count("\n") == 1, err
+    assert not out.exists()
+    monkeypatch.undo()
+    assert main(["export", "--checkpoint", str(lite_checkpoint), "--output", str(tmp_path)]) == 2
+    assert (
+        capsys.readouterr().err
+        == f"error: {tmp_path}: is a folder; give the output file's name, e.g. depth.onnx\n"
+    )
+    assert main(["export", "--checkpoint", str(lite_checkpoint), "--output", str(out)]) == 0
+    assert out.is_file() and "torchscript model written to" in capsys.readouterr().out
+
+
+def test_non_finite_weights_are_refused(tmp_path):
+    from sa4depth.train.system import DepthPoseSystem
+
+    cfg = load_config(None, [f"data.height={H}", f"data.width={W}", "data.root=nowhere"])
+    state = DepthPoseSystem(cfg).state_dict()
+    key = next(k for k in state if k.startswith("model.depth_net.decoder") and k.endswith("weight"))
+    state[key][0] = math.nan
+    path = tmp_path / "nan.ckpt"
+    torch.save({"state_dict": state, "sa4depth_config": config_to_dict(cfg)}, path)
+    with pytest.raises(InputError, match="hold NaN or Inf") as info:
+        export_model(path, tmp_path / "x.pt")
+    assert info.value.path == str(path) and not (tmp_path / "x.pt").exists()
 
 
 def test_torchscript_matches_pytorch_at_other_batch_and_size(tmp_path, checkpoint):

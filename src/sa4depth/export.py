@@ -5,10 +5,12 @@ The feature network and LM refinement are training-only, so baseline and SA4Dept
 
 from __future__ import annotations
 
+import inspect
 import io
 import json
 import logging
 import os
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -16,7 +18,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from sa4depth.data.layout import atomic_write_bytes
 from sa4depth.errors import InputError
 from sa4depth.models.depth_net import disp_to_depth
 
@@ -81,15 +82,17 @@ def export_model(
     """Export the checkpoint's depth network and check the file against PyTorch.
 
     The export is traced at ``height x width`` (default: the training resolution), batch and image size
-    stay dynamic. The written file is reloaded (``torch.jit.load`` / onnxruntime) and run on two images at
-    the export size and one at another size; its output must match the PyTorch model's.
+    stay dynamic. The file is written to a temporary name beside ``out_path``, reloaded
+    (``torch.jit.load`` / onnxruntime) and run on two images at the export size and one at another size;
+    only when its output matches the PyTorch model's is it renamed to ``out_path``, so a failed export
+    leaves no file (and an older file at ``out_path`` untouched).
 
     Metadata (``sa4depth.json``: output kind, input layout, training resolution, depth range, the training
     camera when known) goes into the TorchScript file's extra files or the ONNX ``metadata_props``.
 
     Args:
         checkpoint: training checkpoint.
-        out_path: output file (``.pt``/``.ts`` for TorchScript, ``.onnx``), written atomically.
+        out_path: output file (``.pt``/``.ts`` for TorchScript, ``.onnx``).
         format: "torchscript" or "onnx" (needs the ``onnx`` and ``onnxruntime`` packages).
         output: "depth" or "disparity" (see `DepthExportModel`).
         rtol, atol: the agreement the check demands, elementwise ``|a - b| <= atol + rtol * |b|``
@@ -97,11 +100,13 @@ def export_model(
 
     Returns:
         dict with ``max_abs_diff``, ``max_rel_diff``, ``format``, ``output``, ``path``, ``height``,
-        ``width``, ``num_parameters`` and ``metadata``.
+        ``width``, ``num_parameters``, ``metadata`` and ``tracer_warnings`` (the tracer's warnings other
+        than the known input-shape checks, as ``"file:line: message"``; empty for a size-independent trace).
 
     Raises:
-        InputError: unknown format/output, bad size, unreadable checkpoint, missing ONNX packages.
-        RuntimeError: the exported model disagrees with PyTorch beyond the tolerance.
+        InputError: unknown format/output, bad size, unreadable or non-finite checkpoint, missing ONNX
+            packages, an unwritable ``out_path``, a model the exporter cannot trace, or an exported model
+            that disagrees with PyTorch beyond the tolerance.
     """
     if format not in FORMATS:
         raise InputError("--format", f"must be one of {FORMATS}, got {format!r}")
@@ -110,37 +115,147 @@ def export_model(
     if format == "onnx":
         _require_onnx()
     model, cfg = inference_model(checkpoint, output)
+    _check_finite(model, checkpoint)
+    if height is None and width is None and (cfg.data.height % 32 or cfg.data.width % 32):
+        raise InputError(
+            checkpoint,
+            f"training resolution {cfg.data.height}x{cfg.data.width} is not a multiple of 32; "
+            "pass --height and --width",
+        )
     height, width = height or cfg.data.height, width or cfg.data.width
     if height % 32 or width % 32 or height <= 0 or width <= 0:
         raise InputError("--height/--width", f"must be positive multiples of 32, got {height}x{width}")
+    out_path = Path(out_path)
+    if out_path.is_dir():
+        raise InputError(out_path, "is a folder; give the output file's name, e.g. depth.onnx")
     metadata = _metadata(checkpoint, cfg, model, output, height, width)
     example = _check_inputs(height, width, 2)
-    if format == "torchscript":
-        data = _torchscript_bytes(model, example, metadata)
-    else:
-        data = _onnx_bytes(model, example, metadata)
-    out_path = Path(out_path)
-    atomic_write_bytes(out_path, data)
-    other = _check_inputs(height + 32, width + 64, 1)
-    diffs = [_compare(model, out_path, format, x, rtol, atol) for x in (example, other)]
-    result = {
-        "format": format,
-        "output": output,
-        "path": str(out_path),
-        "height": height,
-        "width": width,
-        "max_abs_diff": max(d[0] for d in diffs),
-        "max_rel_diff": max(d[1] for d in diffs),
-        "num_parameters": sum(p.numel() for p in model.parameters()),
-        "metadata": metadata,
-    }
-    if not all(d[2] <= 1.0 for d in diffs):
-        raise RuntimeError(
-            f"{out_path}: exported model disagrees with PyTorch (max abs diff {result['max_abs_diff']:.3g}, "
-            f"max rel diff {result['max_rel_diff']:.3g}; tolerance atol={atol}, rtol={rtol})"
-        )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", torch.jit.TracerWarning)
+        try:
+            if format == "torchscript":
+                data = _torchscript_bytes(model, example, metadata)
+            else:
+                data = _onnx_bytes(model, example, metadata)
+        except Exception as e:  # the tracer and the ONNX exporter raise many types
+            raise InputError(checkpoint, f"{format} export failed ({_first_line(e)})") from None
+    tracer_warnings = _unexpected_tracer_warnings(caught)
+    for text in tracer_warnings:
+        logger.warning("export trace: %s", text)
+    tmp = _write_temporary(out_path, data)
+    try:
+        other = _check_inputs(height + 32, width + 64, 1)
+        hint = _hint(tracer_warnings)
+        diffs = [_compare(model, tmp, out_path, format, x, rtol, atol, hint) for x in (example, other)]
+        result = {
+            "format": format,
+            "output": output,
+            "path": str(out_path),
+            "height": height,
+            "width": width,
+            "max_abs_diff": max(d[0] for d in diffs),
+            "max_rel_diff": max(d[1] for d in diffs),
+            "num_parameters": sum(p.numel() for p in model.parameters()),
+            "metadata": metadata,
+            "tracer_warnings": tracer_warnings,
+        }
+        if not all(d[2] <= 1.0 for d in diffs):
+            raise InputError(
+                out_path,
+                f"exported model disagrees with PyTorch (max abs diff {result['max_abs_diff']:.3g}, max rel "
+                f"diff {result['max_rel_diff']:.3g}; tolerance atol={atol}, rtol={rtol}){hint}",
+            )
+        try:
+            os.replace(tmp, out_path)
+        except OSError as e:
+            raise _cannot_write(out_path, e) from None
+    finally:
+        tmp.unlink(missing_ok=True)
     logger.info("exported %s: max abs diff %.3g", out_path, result["max_abs_diff"])
     return result
+
+
+def _first_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return f"{e.__class__.__name__}: {lines[0][:200]}" if lines else e.__class__.__name__
+
+
+def _hint(tracer_warnings: list[str]) -> str:
+    """The first tracer warning, which usually names the line that made the trace size-specific."""
+    return f"; the tracer warned: {tracer_warnings[0]}" if tracer_warnings else ""
+
+
+def _check_finite(model: nn.Module, checkpoint) -> None:
+    bad = [k for k, v in model.state_dict().items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise InputError(
+            checkpoint, f"{len(bad)} weight tensors hold NaN or Inf (e.g. {bad[0]!r}); nothing to export"
+        )
+
+
+def _input_guard_lines() -> set[tuple[str, int]]:
+    """``(file, line)`` of the ``if`` statements that check the input's shape at the network's edge.
+
+    The tracer warns that their conditions become constants of the trace: expected and harmless, since
+    `export_model` checks the size itself and the guards only raise. Every other tracer warning may mean
+    a size frozen into the trace (as ``math.ceil`` in the EfficientNet padding once did) and is reported.
+    """
+    from sa4depth.models import depth_net, efficientnet_lite, resnet
+
+    lines = set()
+    for fn in (
+        depth_net.check_image_shape,
+        resnet.ResnetEncoder.forward,
+        efficientnet_lite.EfficientNetLiteEncoder.forward,
+    ):
+        source, start = inspect.getsourcelines(fn)
+        file = os.path.realpath(inspect.getsourcefile(fn))
+        lines.update((file, start + i) for i, line in enumerate(source) if line.lstrip().startswith("if "))
+    return lines
+
+
+def _unexpected_tracer_warnings(caught: list[warnings.WarningMessage]) -> list[str]:
+    """Tracer warnings in ``caught`` other than the input guards', as ``"file:line: message"``, once each.
+
+    Warnings of other kinds are issued again, as if they had not been recorded.
+    """
+    guards = _input_guard_lines()
+    found = []
+    for w in caught:
+        if not issubclass(w.category, torch.jit.TracerWarning):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+            continue
+        if (os.path.realpath(w.filename), w.lineno) in guards and "Python boolean" in str(w.message):
+            continue
+        # The first sentence says what was frozen; the rest is the same advice in every tracer warning.
+        text = f"{w.filename}:{w.lineno}: {str(w.message).split('. ')[0]}"
+        if text not in found:
+            found.append(text)
+    return found
+
+
+def _write_temporary(out_path: Path, data: bytes) -> Path:
+    """Write ``data`` to a new hidden file beside ``out_path`` (same file system, so a rename is atomic)."""
+    try:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=out_path.parent, prefix=f".{out_path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise _cannot_write(out_path, e) from None
+    tmp = Path(tmp)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; an exported model is meant to be shared like any file
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise _cannot_write(out_path, e) from None
+        raise
+    return tmp
+
+
+def _cannot_write(out_path: Path, e: OSError) -> InputError:
+    return InputError(out_path, f"cannot write ({e.strerror or e.__class__.__name__})")
 
 
 def _metadata(checkpoint, cfg, model: DepthExportModel, output: str, height: int, width: int) -> dict:
@@ -167,9 +282,8 @@ def _metadata(checkpoint, cfg, model: DepthExportModel, output: str, height: int
 
 def _torchscript_bytes(model: nn.Module, example: torch.Tensor, metadata: dict) -> bytes:
     with torch.no_grad(), warnings.catch_warnings():
-        # The shape checks at the network's edge become constants of the trace: expected, and harmless
-        # because the check below runs the saved file on another image size.
-        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        # torch is pinned, so the deprecation of tracing is moot; tracer warnings reach export_model.
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
         traced = torch.jit.trace(model, example, check_trace=False)
     buf = io.BytesIO()
     torch.jit.save(traced, buf, _extra_files={METADATA_FILE: json.dumps(metadata)})
@@ -193,7 +307,6 @@ def _onnx_bytes(model: nn.Module, example: torch.Tensor, metadata: dict) -> byte
     dynamic = {0: "batch", 2: "height", 3: "width"}
     buf = io.BytesIO()
     with torch.no_grad(), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         warnings.filterwarnings("ignore", message="Constant folding")
         # The TorchScript-based exporter: 0.5 s instead of 10 s for the torch.export one here, no
@@ -254,14 +367,36 @@ def load_exported(path: str | os.PathLike, format: str | None = None):
     return run_onnx, metadata
 
 
-def _compare(model: nn.Module, path: Path, format: str, x: torch.Tensor, rtol: float, atol: float):
-    """``(max abs diff, max rel diff, worst |diff| / (atol + rtol |ref|))`` of file vs PyTorch on ``x``."""
+def _compare(
+    model: nn.Module,
+    path: Path,
+    name: Path,
+    format: str,
+    x: torch.Tensor,
+    rtol: float,
+    atol: float,
+    hint: str,
+):
+    """``(max abs diff, max rel diff, worst |diff| / (atol + rtol |ref|))`` of file vs PyTorch on ``x``.
+
+    Args:
+        path: the file to run; ``name``: the path the errors name (the final one, not a temporary file).
+        x: ``(B, 3, H, W)`` check images.
+        hint: appended to the errors (the tracer's first warning).
+    """
     run, _ = load_exported(path, format)
     with torch.no_grad():
         ref = model(x).double().numpy()
-    got = run(x).double().numpy()
+    try:
+        got = run(x).double().numpy()
+    except Exception as e:  # TorchScript and onnxruntime raise their own types for a size-specific graph
+        raise InputError(
+            name, f"exported model fails at input {tuple(x.shape)} ({_first_line(e)}){hint}"
+        ) from None
     if got.shape != ref.shape:
-        raise RuntimeError(f"{path}: exported output shape {got.shape} != PyTorch {ref.shape}")
+        raise InputError(
+            name, f"exported model outputs {got.shape} for input {tuple(x.shape)}, PyTorch {ref.shape}{hint}"
+        )
     diff = np.abs(got - ref)
     rel = diff / np.maximum(np.abs(ref), 1e-12)
     return float(diff.max()), float(rel.max()), float((diff / (atol + rtol * np.abs(ref))).max())

@@ -1,5 +1,8 @@
-"""Tests for EfficientNet-Lite0: exact key match with the pip ImageNet weights, features, and a
-classification check proving architecture, weights and preprocessing together."""
+"""Tests for EfficientNet-Lite0: exact key match with the pip ImageNet weights, features, a classification
+check proving architecture, weights and preprocessing together, and TF padding that survives tracing."""
+
+import math
+import warnings
 
 import numpy as np
 import pytest
@@ -15,6 +18,7 @@ from sa4depth.models.efficientnet_lite import (
     EfficientNetLite0,
     EfficientNetLiteEncoder,
     load_lite0_weights,
+    same_padding,
 )
 from sa4depth.models.resnet import ResNet
 
@@ -74,6 +78,30 @@ def test_tf_same_padding_known_answer():
         dtype=torch.float32,
     )
     torch.testing.assert_close(conv(x)[0, 0], expected)
+
+
+def test_same_padding_equals_tensorflow_for_every_size():
+    for kernel, stride in [(1, 1), (3, 1), (3, 2), (5, 1), (5, 2), (7, 3)]:
+        for size in range(1, 70):
+            total = max((math.ceil(size / stride) - 1) * stride + kernel - size, 0)  # TF's definition
+            assert same_padding(size, kernel, stride) == (total // 2, total - total // 2), (
+                kernel,
+                stride,
+                size,
+            )
+    with pytest.raises(ValueError, match="kernel >= stride"):
+        Conv2dSame(1, 1, 1, stride=2)
+
+
+def test_traced_padding_follows_the_input_size():
+    conv = Conv2dSame(2, 3, 5, stride=2).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", torch.jit.TracerWarning)  # no size may become a constant
+        traced = torch.jit.trace(conv, torch.rand(1, 2, 8, 8))
+    for size in [(7, 9), (16, 5), (1, 2)]:  # odd sizes pad differently from the traced even one
+        x = torch.rand(1, 2, *size)
+        torch.testing.assert_close(traced(x), conv(x), rtol=0, atol=0)
+        assert traced(x).shape[-2:] == tuple(math.ceil(s / 2) for s in size)
 
 
 @pytest.mark.parametrize("batch", [1, 2])

@@ -7,7 +7,6 @@ feature maps at strides 2..32 for the depth decoder.
 from __future__ import annotations
 
 import logging
-import math
 import os
 
 import torch
@@ -47,16 +46,42 @@ class Conv2dSame(nn.Conv2d):
     """Convolution with TensorFlow "SAME" padding (extra pixel bottom/right for strided layers).
 
     The pretrained weights come from TensorFlow; PyTorch's symmetric padding would shift every
-    strided layer's sampling grid by half a pixel.
+    strided layer's sampling grid by half a pixel. Input ``(B, C, H, W)``, output
+    ``(B, out_channels, ceil(H / stride), ceil(W / stride))`` for any H, W, also in a traced or
+    exported model.
     """
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if any(k < s for k, s in zip(self.kernel_size, self.stride, strict=True)):
+            # Then SAME padding would be max(negative, 0): a branch on the size that a trace freezes.
+            raise ValueError(f"Conv2dSame needs kernel >= stride, got {self.kernel_size}, {self.stride}")
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pads = []
-        for size, k, s in zip(x.shape[-2:], self.kernel_size, self.stride, strict=True):
-            total = max((math.ceil(size / s) - 1) * s + k - size, 0)
-            pads.append((total // 2, total - total // 2))
-        (top, bottom), (left, right) = pads
+        (top, bottom), (left, right) = (
+            same_padding(size, k, s)
+            for size, k, s in zip(x.shape[-2:], self.kernel_size, self.stride, strict=True)
+        )
         return super().forward(F.pad(x, (left, right, top, bottom)))
+
+
+def same_padding(size, kernel: int, stride: int):
+    """TF "SAME" padding ``(before, after)`` of one axis of length ``size``, for ``kernel >= stride``.
+
+    TF's total ``(ceil(size / stride) - 1) * stride + kernel - size`` is written as
+    ``kernel - stride + (-size) % stride``: the same integer, but made of operations the tracer records,
+    so ``size`` stays symbolic in TorchScript and ONNX (``math.ceil`` turned it into a constant of the
+    trace, and the padding went wrong at any other input size).
+
+    Args:
+        size: the axis length, an int (eager) or the traced 0-dim tensor of ``x.shape[i]``.
+
+    Example:
+        >>> same_padding(64, 3, 2), same_padding(65, 3, 2), same_padding(7, 5, 1)
+        ((0, 1), (1, 1), (2, 2))
+    """
+    total = kernel - stride + (-size) % stride
+    return total // 2, total - total // 2
 
 
 def _bn(channels: int) -> nn.BatchNorm2d:
