@@ -36,6 +36,8 @@ class DataConfig:
 class ModelConfig:
     encoder: str = "resnet18"
     pretrained: str | None = None
+    # The pose net's encoder: "resnet18" (Monodepth2) or "small" (a 5-layer CNN, the CPU recipe's).
+    pose_encoder: str = "resnet18"
     min_depth: float = 0.1
     max_depth: float = 100.0
 
@@ -81,10 +83,19 @@ class RefineConfig:
 
 @dataclass
 class OptimConfig:
+    """Adam and its learning-rate schedule.
+
+    ``schedule="step"``: Monodepth2's, ``lr`` times ``gamma`` every ``step_size`` epochs.
+    ``schedule="cosine"``: linear warm-up over ``warmup_steps`` optimizer steps, then a cosine decay to
+    zero at ``trainer.max_steps`` (short step budgets, the CPU recipe).
+    """
+
     lr: float = 1e-4
     step_size: int = 15
     gamma: float = 0.1
     grad_clip: float | None = None
+    schedule: str = "step"
+    warmup_steps: int = 0
 
 
 @dataclass

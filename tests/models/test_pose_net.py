@@ -59,7 +59,7 @@ def test_gradients_reach_every_parameter():
 def test_rejects_bad_inputs(net):
     with pytest.raises(ValueError, match="multiples of 32"):
         net(torch.rand(1, 3, 64, 208), torch.rand(1, 3, 64, 208))
-    with pytest.raises(ValueError, match="image_src"):
+    with pytest.raises(ValueError, match="image_b"):
         net(torch.rand(1, 3, 64, 192), torch.rand(2, 3, 64, 192))
 
 
@@ -73,3 +73,24 @@ def test_param_count_and_pretrained(tmp_path, net):
     torch.testing.assert_close(
         PoseNet(pretrained_path=path).encoder.encoder.conv1.weight.detach(), torch.cat([w, w], dim=1) / 2
     )
+
+
+def test_small_encoder_is_cheap_and_learns_through_every_layer():
+    torch.manual_seed(0)
+    net = PoseNet(encoder="small")
+    # conv 7x7 6->16, then 3x3 16->32->64->128->256 (weights + biases), and the same decoder.
+    encoder = (6 * 16 * 49 + 16) + (16 * 32 * 9 + 32) + (32 * 64 * 9 + 64) + (64 * 128 * 9 + 128)
+    encoder += 128 * 256 * 9 + 256
+    decoder = (256 * 256 + 256) + 2 * (256 * 256 * 9 + 256) + (256 * 6 + 6)
+    assert sum(p.numel() for p in net.parameters()) == encoder + decoder
+    T = net(torch.rand(2, 3, 64, 192), torch.rand(2, 3, 64, 192))
+    assert T.shape == (2,) and bool((T.magnitude()[1] < 1e-3).all())
+    (T.t.sum() + T.R.sum()).backward()
+    assert all(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in net.parameters())
+
+
+def test_unknown_encoder_and_pretrained_small_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="unknown pose encoder"):
+        PoseNet(encoder="vgg")
+    with pytest.raises(ValueError, match="no pretrained"):
+        PoseNet(encoder="small", pretrained_path=tmp_path / "x.pth")

@@ -125,3 +125,33 @@ def test_overfitting_a_rendered_snippet_lowers_abs_rel(tmp_path):
     finally:
         torch.set_num_threads(threads)
     assert trained < 0.75 * untrained, (untrained, trained)
+
+
+def test_cosine_schedule_warms_up_then_decays_to_zero():
+    from sa4depth.errors import InputError
+    from sa4depth.train.system import DepthPoseSystem
+
+    cfg = load_config(
+        None,
+        [
+            "model.pose_encoder=small",
+            "optim.schedule=cosine",
+            "optim.lr=1e-3",
+            "optim.warmup_steps=4",
+            "trainer.max_steps=20",
+        ],
+    )
+    conf = DepthPoseSystem(cfg).configure_optimizers()
+    opt, sched = conf["optimizer"], conf["lr_scheduler"]["scheduler"]
+    assert conf["lr_scheduler"]["interval"] == "step"
+    lrs = []
+    for _ in range(20):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[:4] == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3])
+    assert lrs[4] == pytest.approx(1e-3) and lrs[12] == pytest.approx(5e-4)
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
+    cfg.trainer.max_steps = -1
+    with pytest.raises(InputError, match="max_steps"):
+        DepthPoseSystem(cfg).configure_optimizers()

@@ -1,7 +1,7 @@
-"""The pose network: a two-image ResNet encoder and Monodepth2's pose decoder, giving ``T_src_tgt``.
+"""The pose network: a two-image encoder (ResNet or a small CNN) and Monodepth2's pose decoder.
 
-Stacks (target, source) and predicts the transform that maps target-camera points into the source
-camera, the direction view synthesis needs (see `sa4depth.geometry`).
+``pose_net(image_a, image_b)`` is ``T_b_a``, the transform mapping frame-a camera points into frame b
+(see `sa4depth.geometry`); training feeds pairs in time order (`DepthPoseModel.predict_poses`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from torch import nn
 
 from sa4depth.geometry import Pose
 from sa4depth.models.depth_net import check_image_shape
-from sa4depth.models.resnet import ResnetEncoder
+from sa4depth.models.resnet import IMAGENET_MEAN, IMAGENET_STD, ResnetEncoder
 
 # Monodepth2 scales the raw outputs so that unit-sized activations mean small motions.
 OUTPUT_SCALE = 0.01
@@ -61,16 +61,52 @@ class PoseDecoder(nn.Module):
         return out[:, :3], out[:, 3:]
 
 
-class PoseNet(nn.Module):
-    """Relative pose from two images: ``T_src_tgt`` maps target-camera points into the source camera.
+POSE_ENCODERS = ("resnet18", "resnet34", "resnet50", "small")
 
-    The encoder is a separate ResNet with a 6-channel first layer taking (target, source) stacked
-    along channels, in that order for every source frame (no Monodepth2-style swap and invert).
+
+class SmallPoseEncoder(nn.Module):
+    """Five stride-2 conv + ReLU layers (16..256 channels) on two stacked images, in the spirit of
+    SfMLearner's pose CNN: about 1/15 of ResNet-18's compute, for CPU-sized budgets at low resolution.
+
+    Example:
+        >>> [tuple(f.shape) for f in SmallPoseEncoder()(torch.rand(1, 6, 64, 192))][-1]
+        (1, 256, 2, 6)
+    """
+
+    def __init__(self, channels: tuple[int, ...] = (16, 32, 64, 128, 256)):
+        super().__init__()
+        self.num_ch_enc = tuple(channels)
+        layers, in_ch = [], 6
+        for i, ch in enumerate(channels):
+            k = 7 if i == 0 else 3
+            layers.append(nn.Sequential(nn.Conv2d(in_ch, ch, k, stride=2, padding=k // 2), nn.ReLU(True)))
+            in_ch = ch
+        self.layers = nn.ModuleList(layers)
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).repeat(2).view(1, 6, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).repeat(2).view(1, 6, 1, 1), persistent=False)
+
+    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """Five maps at strides 2..32 for ``(B, 6, H, W)`` stacked images in [0, 1]."""
+        x, out = (images - self.mean) / self.std, []
+        for layer in self.layers:
+            x = layer(x)
+            out.append(x)
+        return out
+
+
+class PoseNet(nn.Module):
+    """Relative pose from two images: ``pose_net(image_a, image_b)`` is ``T_b_a``.
+
+    ``T_b_a`` maps frame-a camera points into frame b. The encoder takes (image_a, image_b) stacked
+    along channels. Which frame goes first is the caller's choice: training always passes a pair in
+    time order, ``(earlier, later) -> T_later_earlier``, and inverts it for a source before the target
+    (`sa4depth.train.model.DepthPoseModel.predict_poses`).
 
     Args:
-        num_layers: ResNet depth (18 in Monodepth2).
+        num_layers: ResNet depth (18 in Monodepth2), for ``encoder="resnet<N>"``.
         pretrained_path: torchvision ImageNet checkpoint; its conv1 is repeated over both images and
-            halved. None for random initialisation.
+            halved. None for random initialisation. ResNet encoders only.
+        encoder: one of `POSE_ENCODERS`; ``"small"`` is `SmallPoseEncoder` (the CPU recipe's).
 
     Example:
         >>> net = PoseNet()
@@ -79,27 +115,42 @@ class PoseNet(nn.Module):
         torch.Size([2])
     """
 
-    def __init__(self, num_layers: int = 18, pretrained_path: str | os.PathLike | None = None):
+    def __init__(
+        self,
+        num_layers: int = 18,
+        pretrained_path: str | os.PathLike | None = None,
+        encoder: str | None = None,
+    ):
         super().__init__()
-        self.encoder = ResnetEncoder(num_layers, num_input_images=2, pretrained_path=pretrained_path)
+        encoder = encoder or f"resnet{num_layers}"
+        if encoder not in POSE_ENCODERS:
+            raise ValueError(f"unknown pose encoder {encoder!r}; choose one of {POSE_ENCODERS}")
+        if encoder == "small":
+            if pretrained_path is not None:
+                raise ValueError("the small pose encoder has no pretrained weights")
+            self.encoder = SmallPoseEncoder()
+        else:
+            self.encoder = ResnetEncoder(
+                int(encoder[len("resnet") :]), num_input_images=2, pretrained_path=pretrained_path
+            )
         self.decoder = PoseDecoder(self.encoder.num_ch_enc)
 
-    def raw(self, image_tgt: torch.Tensor, image_src: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The network's outputs for ``T_src_tgt`` before conversion to a `Pose`.
+    def raw(self, image_a: torch.Tensor, image_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The network's outputs for ``T_b_a`` before conversion to a `Pose`.
 
         Args:
-            image_tgt: target images ``(B, 3, H, W)`` in [0, 1], H and W multiples of 32.
-            image_src: source images ``(B, 3, H, W)`` in [0, 1].
+            image_a: first images ``(B, 3, H, W)`` in [0, 1], H and W multiples of 32.
+            image_b: second images ``(B, 3, H, W)`` in [0, 1].
 
         Returns:
             ``(axis_angle, translation)``, each ``(B, 3)``; ``Pose.from_aa(axis_angle, translation)``
-            is ``T_src_tgt``.
+            is ``T_b_a``.
         """
-        check_image_shape(image_tgt)
-        if image_src.shape != image_tgt.shape:
-            raise ValueError(f"image_src {tuple(image_src.shape)} != image_tgt {tuple(image_tgt.shape)}")
-        return self.decoder(self.encoder(torch.cat([image_tgt, image_src], dim=1)))
+        check_image_shape(image_a)
+        if image_b.shape != image_a.shape:
+            raise ValueError(f"image_b {tuple(image_b.shape)} != image_a {tuple(image_a.shape)}")
+        return self.decoder(self.encoder(torch.cat([image_a, image_b], dim=1)))
 
-    def forward(self, image_tgt: torch.Tensor, image_src: torch.Tensor) -> Pose:
-        """``T_src_tgt`` of shape ``(B,)`` for target/source images ``(B, 3, H, W)`` in [0, 1]."""
-        return Pose.from_aa(*self.raw(image_tgt, image_src))
+    def forward(self, image_a: torch.Tensor, image_b: torch.Tensor) -> Pose:
+        """``T_b_a`` of shape ``(B,)`` for images ``(B, 3, H, W)`` in [0, 1]."""
+        return Pose.from_aa(*self.raw(image_a, image_b))

@@ -35,7 +35,7 @@ class DepthPoseModel(nn.Module):
         self.depth_net = DepthNet(
             encoder=m.encoder, pretrained=pretrained, min_depth=m.min_depth, max_depth=m.max_depth
         )
-        self.pose_net = PoseNet()
+        self.pose_net = PoseNet(encoder=m.pose_encoder)
         self.objective = build_objective(cfg.loss)
         self.refinement = None
         if cfg.refine.enabled:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import random
 
 import lightning as L
@@ -17,6 +18,7 @@ import torch.distributed as dist
 from torch.utils.data import RandomSampler
 
 from sa4depth.config import Config, config_to_dict
+from sa4depth.errors import InputError
 from sa4depth.eval.depth_metrics import DepthMetricAccumulator, compute_depth_metrics
 from sa4depth.eval.protocols import get_protocol
 from sa4depth.train.model import DepthPoseModel
@@ -61,6 +63,19 @@ def set_rng_state(state: dict) -> None:
     cuda = state.get("cuda")
     if cuda is not None and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(cuda)
+
+
+def warmup_cosine(step: int, warmup_steps: int, total_steps: int) -> float:
+    """Learning-rate factor at optimizer step ``step``: linear warm-up to 1, then cosine decay to 0.
+
+    Example:
+        >>> [round(warmup_cosine(s, 10, 110), 3) for s in (0, 5, 10, 60, 110)]
+        [0.1, 0.6, 1.0, 0.5, 0.0]
+    """
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 def parameter_digest(module: torch.nn.Module) -> str:
@@ -172,8 +187,18 @@ class DepthPoseSystem(L.LightningModule):
         o = self.cfg.optim
         params = [p for p in self.model.parameters() if p.requires_grad]
         optimizer = torch.optim.Adam(params, lr=o.lr)
-        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=o.step_size, gamma=o.gamma)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+        if o.schedule == "step":
+            scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=o.step_size, gamma=o.gamma)
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+        if o.schedule != "cosine":
+            raise InputError("config", f"optim.schedule must be 'step' or 'cosine', got {o.schedule!r}")
+        total = self.cfg.trainer.max_steps
+        if total <= 0:
+            raise InputError("config", "optim.schedule=cosine needs trainer.max_steps > 0")
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: warmup_cosine(step, o.warmup_steps, total)
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def on_train_start(self) -> None:
         # Also here: a run resumed mid-epoch starts without on_train_epoch_start.
