@@ -371,30 +371,85 @@ def _run_evaluate_kitti(args) -> None:
 
 
 def _add_evaluate_odometry(sub) -> None:
-    p = sub.add_parser("evaluate-odometry", help="KITTI odometry errors (t_err, r_err, ATE) of the pose net")
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("--root", required=True, help="KITTI odometry 'dataset' folder (sequences/, poses/)")
-    p.add_argument("--sequence", default="09", help="sequence with ground-truth poses (00-10)")
+    p = sub.add_parser(
+        "evaluate-odometry",
+        help="KITTI odometry errors (t_err, r_err, ATE, RPE) of a checkpoint's pose net or a trajectory file",
+        description="Score a checkpoint's pose network (--checkpoint --root [--sequence]) or any KITTI "
+        "trajectory file, 12 numbers a line or 13 with a leading frame index (--trajectory --gt).",
+    )
+    p.add_argument("--checkpoint", help="a training checkpoint: evaluate its pose network (needs --root)")
+    p.add_argument("--root", help="KITTI odometry 'dataset' folder (sequences/, poses/), with --checkpoint")
+    p.add_argument("--sequence", help="with --checkpoint: a sequence with ground truth (00-10; default 09)")
+    p.add_argument("--trajectory", help="a KITTI pose file to score (needs --gt)")
+    p.add_argument("--gt", help="with --trajectory: the ground-truth poses, e.g. dataset/poses/09.txt")
     p.add_argument(
-        "--output", required=True, help="output folder: metrics JSON, trajectory PNG, predicted poses"
+        "--output",
+        required=True,
+        help="output folder: metrics JSON and trajectory PNG (with --checkpoint also the predicted poses)",
     )
     p.add_argument("--alignment", choices=["7dof", "6dof", "scale", "none"], default="7dof")
-    p.add_argument("--refine", action="store_true", help="refine each pose with the SA4Depth LM")
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument(
+        "--angle",
+        choices=["ours", "devkit"],
+        default="ours",
+        help="rotation angle of r_err and RPE: atan2 (ours, default) or the devkit's arccos of the trace",
+    )
+    p.add_argument("--refine", action="store_true", help="with --checkpoint: refine each pose with the LM")
+    p.add_argument("--batch-size", type=int, help="with --checkpoint: images per pose-net call (default 8)")
     p.set_defaults(func=_run_evaluate_odometry)
 
 
-def _run_evaluate_odometry(args) -> None:
-    from sa4depth.eval.kitti_tools import evaluate_odometry
+def _odometry_mode(args) -> str:
+    """The mode the options select, "checkpoint" or "trajectory"; an option of the other mode is an error."""
+    if (args.checkpoint is None) == (args.trajectory is None):
+        raise InputError(
+            "evaluate-odometry",
+            "give either --checkpoint (with --root) or --trajectory (with --gt)"
+            if args.checkpoint is None
+            else "--checkpoint and --trajectory exclude each other",
+        )
+    mode, needed = ("checkpoint", "--root") if args.checkpoint else ("trajectory", "--gt")
+    given = {
+        "--root": args.root is not None,
+        "--sequence": args.sequence is not None,
+        "--refine": args.refine,
+        "--batch-size": args.batch_size is not None,
+        "--gt": args.gt is not None,
+    }
+    if not given[needed]:
+        raise InputError(needed, f"required with --{mode}")
+    foreign = ("--gt",) if mode == "checkpoint" else ("--root", "--sequence", "--refine", "--batch-size")
+    for option in foreign:
+        if given[option]:
+            other = "--trajectory" if mode == "checkpoint" else "--checkpoint"
+            raise InputError(option, f"only with {other}, not with --{mode}")
+    return mode
 
-    r = evaluate_odometry(
+
+def _run_evaluate_odometry(args) -> None:
+    from sa4depth.eval import kitti_tools
+
+    if _odometry_mode(args) == "trajectory":
+        k = kitti_tools.evaluate_trajectory_file(
+            args.trajectory, args.gt, args.output, alignment=args.alignment, angle=args.angle
+        )
+        missing = f", {k['missing_frames']} GT frames without prediction" if k["missing_frames"] else ""
+        print(
+            f"{args.trajectory} ({k['alignment']}, angle {k['angle']}{missing}): t_err {k['t_err']:.2f} %, "
+            f"r_err {k['r_err']:.2f} deg/100m, ATE {k['ate']:.3f} m, RPE {k['rpe_trans']:.3f} m "
+            f"{k['rpe_rot']:.3f} deg ({k['n_segments']} segments)"
+        )
+        print(f"results in {Path(args.output) / 'metrics.json'}")
+        return
+    r = kitti_tools.evaluate_odometry(
         args.checkpoint,
         args.root,
-        args.sequence,
+        args.sequence or "09",
         args.output,
         alignment=args.alignment,
         refine=args.refine,
-        batch_size=args.batch_size,
+        batch_size=args.batch_size or 8,
+        angle=args.angle,
     )
     k, a = r["kitti"], r["ate_5frame"]
     print(

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from sa4depth.cli import main
 from sa4depth.config import config_to_dict, load_config
 from sa4depth.data import layout
 from sa4depth.data.kitti_calib import load_raw_calib
@@ -18,9 +19,11 @@ from sa4depth.eval.depth_metrics import DEPTH_METRIC_KEYS, compute_depth_metrics
 from sa4depth.eval.kitti_tools import (
     evaluate_depth_full_resolution,
     evaluate_odometry,
+    evaluate_trajectory_file,
     export_gt_depths,
     load_gt_depths,
     odometry_report,
+    read_kitti_trajectory,
 )
 from sa4depth.eval.odometry import relative_poses
 from sa4depth.eval.protocols import KITTI_EIGEN, crop_mask
@@ -96,6 +99,174 @@ def test_colour_camera_poses_differ_negligibly_from_camera_0(gt_poses):
         # Measured on 09 and 10: t_err 0.020 %, r_err 0 (same rotations), 5-frame ATE 1.4e-4 m; published
         # monocular results differ by whole percents.
         assert k["t_err"] < 0.03 and k["r_err"] < 1e-9 and report_ate(gt, cam2) < 3e-4
+
+
+# --- trajectory files (evaluate-odometry --trajectory) ------------------------------------------------------
+
+
+def pose_rows(poses, frames=None) -> str:
+    rows = [" ".join(f"{v:.9e}" for v in T[:3].ravel()) for T in poses]
+    if frames is not None:
+        rows = [f"{f} {row}" for f, row in zip(frames, rows, strict=True)]
+    return "\n".join(rows) + "\n"
+
+
+def straight(n: int = 300) -> np.ndarray:
+    """``T_world_cam`` of a camera driving 1 m per frame along +z with a slow yaw wobble."""
+    T = np.tile(np.eye(4), (n, 1, 1))
+    for i in range(n):
+        a = 0.05 * np.sin(0.03 * i)
+        T[i, :3, :3] = [[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]]
+        T[i, 2, 3] = float(i)
+    return T
+
+
+@pytest.fixture
+def gt_file(tmp_path):
+    path = tmp_path / "gt.txt"
+    path.write_text(pose_rows(straight()))
+    return path
+
+
+def run_cli(args, capsys) -> tuple[int, str, str]:
+    code = main(args)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_trajectory_file_both_layouts_and_missing_frames(gt_file, tmp_path, capsys):
+    G = straight()
+    P = G.copy()
+    P[:, :3, 3] *= 0.5  # a monocular scale: 7dof alignment makes it perfect
+    twelve = tmp_path / "pred12.txt"
+    twelve.write_text(pose_rows(P))
+    frames, poses = read_kitti_trajectory(twelve)
+    assert frames is None and poses.shape == (300, 4, 4)
+    np.testing.assert_allclose(poses, P, atol=1e-9)
+    # 13 columns, starting at frame 2 and with frames 100-104 missing.
+    kept = np.setdiff1d(np.arange(2, 300), np.arange(100, 105))
+    thirteen = tmp_path / "pred13.txt"
+    thirteen.write_text(pose_rows(P[kept], kept))
+    frames, poses = read_kitti_trajectory(thirteen)
+    np.testing.assert_array_equal(frames, kept)
+
+    out = tmp_path / "out"
+    code, stdout, _ = run_cli(
+        ["evaluate-odometry", "--trajectory", str(thirteen), "--gt", str(gt_file), "--output", str(out)],
+        capsys,
+    )
+    assert code == 0 and "7 GT frames without prediction" in stdout
+    assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "trajectory.png"]  # no temporary file
+    saved = json.loads((out / "metrics.json").read_text())
+    for key in ("t_err", "r_err", "ate", "rpe_trans", "rpe_rot"):
+        assert saved[key] == pytest.approx(0.0, abs=1e-6), key
+    assert (saved["alignment"], saved["angle"], saved["first_frame"], saved["missing_frames"]) == (
+        "7dof",
+        "ours",
+        2,
+        7,
+    )
+    assert saved["ate_5frame"] is None  # frames are not consecutive
+    assert saved["align_scale"] == pytest.approx(2.0)
+    # On this 1 m-per-frame line a segment from frame f of length L ends at f + L + 1: 20 segments of
+    # 100 m (f = 0..190) and 10 of 200 m (f = 0..90). Frame 0 (two segments) and frame 100 (one) have
+    # no prediction; no segment ends in 100-104, and starts stay at 10, 20, ... (not 2, 12, ...).
+    full = evaluate_trajectory_file(twelve, gt_file)
+    assert (full["n_segments"], saved["n_segments"]) == (30, 27) and full["ate_5frame"]["count"] == 299
+    unaligned = evaluate_trajectory_file(thirteen, gt_file, alignment="none", angle="devkit")
+    assert unaligned["t_err"] == pytest.approx(50.0, rel=0.02) and unaligned["angle"] == "devkit"
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (
+            "1 2 3 4 5 6 7 8 9 10 11\n",
+            "line 1: expected 12 numbers (a 3x4 pose) or 13 (frame index + pose), found 11",
+        ),
+        ("1 0 0 0 0 1 0 0 0 0 1 0\n0 1 0 0 0 0 1 0 0 0 0 1 0\n", "line 2: 13 numbers, but line 1 has 12"),
+        ("1 0 0 0 0 1 0 0 0 0 1 0\n\n1 0 0 nan 0 1 0 0 0 0 1 0\n", "line 3: NaN or Inf"),
+        ("1 0 0 0 0 1 0 0 0 0 1 x\n", "line 1: not numbers"),
+        (
+            "1.1 0 0 0 0 1.1 0 0 0 0 1.1 0\n",
+            "line 1: the 3x3 part is not a rotation: R^T R differs from I by 0.21",
+        ),
+        ("1 0 0 0 0 1 0 0 0 0 -1 0\n", "line 1: the 3x3 part is not a rotation: det(R) < 0, a reflection"),
+        ("2.5 1 0 0 0 0 1 0 0 0 0 1 0\n", "line 1: frame index 2.5 is not a non-negative integer"),
+        ("5 1 0 0 0 0 1 0 0 0 0 1 0\n3 1 0 0 0 0 1 0 0 0 0 1 0\n", "line 2: frame index 3 does not follow 5"),
+        ("\n\n", "no poses (empty file)"),
+        ("7 1 0 0 0 0 1 0 0 0 0 1 0\n", "a single pose: nothing to evaluate"),
+        ("1 0 0 0 0 1 0 0 0 0 1 0\n" * 3, "3 poses but the GT has 300; with missing frames, start each line"),
+        (
+            "0 1 0 0 0 0 1 0 0 0 0 1 0\n300 1 0 0 0 0 1 0 0 0 0 1 0\n",
+            "frame 300 is not in the GT (frames 0-299)",
+        ),
+        (
+            pose_rows(straight()[:60], range(60)),
+            "too short for the devkit: frames 0-59 cover 59.0 m of GT path",
+        ),
+    ],
+)
+def test_malformed_trajectory_is_a_one_line_error(gt_file, tmp_path, capsys, content, problem):
+    pred = tmp_path / "pred.txt"
+    pred.write_text(content)
+    code, _, err = run_cli(
+        [
+            "evaluate-odometry",
+            "--trajectory",
+            str(pred),
+            "--gt",
+            str(gt_file),
+            "--output",
+            str(tmp_path / "o"),
+        ],
+        capsys,
+    )
+    assert code == 2 and err.startswith(f"error: {pred}: {problem}") and err.count("\n") == 1, err
+    assert not (tmp_path / "o").exists()
+
+
+def test_ground_truth_must_list_every_frame(tmp_path):
+    G = straight()
+    gt = tmp_path / "gt13.txt"
+    gt.write_text(pose_rows(G[[0, 2, 3]], [0, 2, 3]))
+    pred = tmp_path / "pred.txt"
+    pred.write_text(pose_rows(G[:3]))
+    with pytest.raises(
+        InputError, match=r"gt13.txt: the GT must list every frame from 0; frame 1 is missing"
+    ):
+        evaluate_trajectory_file(pred, gt)
+    gt.write_text(pose_rows(G, range(300)))  # 13 columns with every frame: accepted
+    pred.write_text(pose_rows(G))
+    assert evaluate_trajectory_file(pred, gt)["t_err"] == pytest.approx(0.0, abs=1e-9)
+    pred.write_text(pose_rows(np.tile(np.eye(4), (300, 1, 1))))  # never moves: nothing to align
+    with pytest.raises(InputError, match="pred.txt: cannot align the trajectory"):
+        evaluate_trajectory_file(pred, gt)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([], "error: evaluate-odometry: give either --checkpoint (with --root) or --trajectory (with --gt)"),
+        (
+            ["--checkpoint", "c", "--trajectory", "t"],
+            "error: evaluate-odometry: --checkpoint and --trajectory",
+        ),
+        (["--trajectory", "t"], "error: --gt: required with --trajectory"),
+        (["--checkpoint", "c"], "error: --root: required with --checkpoint"),
+        (["--checkpoint", "c", "--root", "r", "--gt", "g"], "error: --gt: only with --trajectory"),
+        (["--trajectory", "t", "--gt", "g", "--sequence", "09"], "error: --sequence: only with --checkpoint"),
+        (["--trajectory", "t", "--gt", "g", "--refine"], "error: --refine: only with --checkpoint"),
+        (
+            ["--trajectory", "t", "--gt", "g", "--batch-size", "4"],
+            "error: --batch-size: only with --checkpoint",
+        ),
+        (["--trajectory", "t", "--gt", "g.txt"], "error: g.txt: file not found"),
+    ],
+)
+def test_evaluate_odometry_options_are_consistent(tmp_path, capsys, args, message):
+    code, _, err = run_cli(["evaluate-odometry", *args, "--output", str(tmp_path / "o")], capsys)
+    assert code == 2 and err.startswith(message) and err.count("\n") == 1, err
 
 
 # --- ground-truth depth export ------------------------------------------------------------------------------
@@ -265,6 +436,14 @@ def test_evaluate_odometry_end_to_end(gt_poses, tmp_path):
     assert saved["kitti"]["t_err"] is None and saved["checkpoint"] == str(plain)
     assert (tmp_path / "out" / "trajectory_09.png").is_file()
     assert layout.read_poses(tmp_path / "out" / "poses_09.txt").shape == (6, 4, 4)
+    # The same through the command line, with the devkit's angle.
+    argv = ["evaluate-odometry", "--checkpoint", str(plain), "--root", str(root), "--sequence", "9"]
+    assert main([*argv, "--output", str(tmp_path / "cli"), "--angle", "devkit", "--batch-size", "4"]) == 0
+    cli = json.loads((tmp_path / "cli" / "odometry_09.json").read_text())
+    # Another batch size changes the network's float32 rounding (measured 2e-6 relative).
+    assert cli["kitti"]["angle"] == "devkit" and cli["kitti"]["ate"] == pytest.approx(
+        report["kitti"]["ate"], 1e-4
+    )
     with pytest.raises(InputError, match="--refine needs a checkpoint trained with refine.enabled"):
         evaluate_odometry(plain, root, "09", tmp_path / "out2", refine=True)
     with pytest.raises(InputError, match=r"poses/11.txt: ground-truth poses not found"):

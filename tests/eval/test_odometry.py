@@ -1,6 +1,7 @@
 """Odometry metrics on synthetic trajectories with analytic answers and on real KITTI GT poses (09, 10)."""
 
 import math
+import os
 from pathlib import Path
 
 import cv2
@@ -9,6 +10,7 @@ import pytest
 import torch
 
 from sa4depth.data.layout import read_poses
+from sa4depth.eval.kitti_tools import evaluate_trajectory_file
 from sa4depth.eval.odometry import (
     align_trajectory,
     integrate_relative_poses,
@@ -16,6 +18,7 @@ from sa4depth.eval.odometry import (
     kitti_segment_errors,
     plot_trajectory,
     relative_poses,
+    rotation_angle,
     snippet_ate,
     snippet_error,
     umeyama_alignment,
@@ -43,6 +46,30 @@ def transform(R=None, t=(0.0, 0.0, 0.0)) -> np.ndarray:
 def straight_line(n: int, step: float = 1.0) -> np.ndarray:
     """``T_world_cam`` of a camera driving forward (+z) ``step`` metres per frame."""
     return np.stack([transform(t=(0.0, 0.0, step * i)) for i in range(n)])
+
+
+def drifting_prediction(G: np.ndarray) -> np.ndarray:
+    """A monocular-like estimate of the trajectory ``G``, in closed form (no random numbers): step i's
+    translation is scaled by ``1 + 0.05 sin(0.05 i)`` and turned by a yaw of ``1e-4 + 2e-4 sin(0.013 i)``
+    and a pitch of ``5e-5 cos(0.07 i)`` rad; the whole trajectory is at scale 0.37."""
+    steps = []
+    for i, step in enumerate(relative_poses(G)):
+        step = step.copy()
+        step[:3, 3] *= 1 + 0.05 * math.sin(0.05 * i)
+        turn = rot([5e-5 * math.cos(0.07 * i), 1e-4 + 2e-4 * math.sin(0.013 * i), 0.0])
+        steps.append(transform(turn) @ step)
+    P = integrate_relative_poses(np.stack(steps))
+    P[:, :3, 3] *= 0.37
+    return P
+
+
+def write_trajectory(path, poses: np.ndarray, frames=None) -> Path:
+    """A KITTI pose file: 12 numbers a line, or 13 with the frame index first (as kitti-odom-eval reads)."""
+    rows = [" ".join(f"{v:.10e}" for v in T[:3].ravel()) for T in poses]
+    if frames is not None:
+        rows = [f"{f} {row}" for f, row in zip(frames, rows, strict=True)]
+    Path(path).write_text("\n".join(rows) + "\n")
+    return Path(path)
 
 
 @pytest.fixture(scope="module")
@@ -195,6 +222,121 @@ def test_seven_dof_alignment_undoes_a_global_similarity(kitti_gt):
     gt0, aligned, info = align_trajectory(G, P, "7dof")
     np.testing.assert_allclose(aligned, gt0, atol=1e-8)
     assert info["scale"] == pytest.approx(1 / 0.37)
+
+
+def test_rotation_angle_forms():
+    R = rot([0.1, -0.25, 0.2])  # an exact rotation of 0.3354 rad
+    for angle in ("ours", "devkit"):
+        assert rotation_angle(R, angle) == pytest.approx(math.sqrt(0.1**2 + 0.25**2 + 0.2**2), abs=1e-12)
+    # A 2e-4 rad rotation whose trace carries a rounding error of -3e-8, as on KITTI's 7-digit GT: the
+    # arccos reads sqrt(t^2 + 3e-8) = 2.69e-4 rad, the sine of the antisymmetric part stays at 2e-4.
+    R = rot([0.0, 2e-4, 0.0])
+    R[1, 1] -= 3e-8
+    assert rotation_angle(R) == pytest.approx(2e-4, rel=1e-6)
+    assert rotation_angle(R, "devkit") == pytest.approx(math.sqrt(4e-8 + 3e-8), rel=1e-6)
+    R[1, 1] += 8e-8  # now the trace is 5e-8 too large: the cosine exceeds 1, the devkit clips it to 0
+    assert rotation_angle(R, "devkit") == 0.0 and rotation_angle(R) == pytest.approx(2e-4, rel=1e-6)
+    with pytest.raises(ValueError, match="unknown angle"):
+        rotation_angle(R, "acos")
+
+
+def test_segments_start_at_the_gt_frames_when_frames_are_missing(kitti_gt):
+    """Missing frames only remove segments: the others keep the devkit's start frames 0, 10, 20, ..."""
+    G = kitti_gt["09"]
+    P = drifting_prediction(G)
+    frames = np.setdiff1d(np.arange(len(G)), [0, 1, 500, 501, 502, 503, 504, 777])
+    full = kitti_segment_errors(G, P)
+    some = kitti_segment_errors(G, P[frames], frames=frames)
+    keep = np.isin(full["first_frame"], frames) & np.isin(full["last_frame"], frames)
+    assert 0 < len(some["length"]) == keep.sum() < len(full["length"])
+    for key in ("first_frame", "last_frame", "length"):
+        np.testing.assert_array_equal(some[key], full[key][keep])
+    for key in ("t_err", "r_err"):
+        np.testing.assert_allclose(some[key], full[key][keep], rtol=1e-9)
+    assert some["first_frame"][0] == 10 and not (some["first_frame"] % 10).any()
+    m = kitti_odometry_metrics(G, P[frames], "7dof", frames=frames)
+    # Pairs of consecutive predicted frames: 1591 frames minus the 8 dropped, in 4 runs.
+    assert (m["frames"], m["rpe_pairs"], m["n_segments"]) == (len(frames), len(frames) - 3, keep.sum())
+    with pytest.raises(ValueError, match="strictly increasing"):
+        kitti_segment_errors(G, P[:3], frames=[5, 4, 6])
+    with pytest.raises(ValueError, match="frame indices"):
+        kitti_segment_errors(G, P[:3], frames=[0, 1])
+
+
+# kitti-odom-eval (github.com/Huangying-Zhan/kitti-odom-eval @ 4b850b0, kitti_odometry.py), run as
+# ``KittiEvalOdom().eval("dataset/kitti_odom/gt_poses/", DIR, alignment=A, seqs=[9])`` on the 13-column
+# file that `test_matches_kitti_odom_eval_on_a_13_column_file` writes (frames 2-1590 of
+# drifting_prediction(09)). Its gt_poses/09.txt is byte-identical to ../shared/data's. t_err (%),
+# r_err (deg/100 m), ATE (m), RPE (m), RPE (deg), and the 950 lines of its errors/09.txt.
+KITTI_ODOM_EVAL_DRIFT = {
+    "7dof": (
+        2.139302909254414,
+        0.58173852719925,
+        11.472324297727265,
+        0.03582693173700653,
+        0.009094211425191609,
+    ),
+    "scale": (
+        2.522867515996908,
+        0.5817385271992384,
+        25.78932393024138,
+        0.03821574672474184,
+        0.009094211420667114,
+    ),
+}
+METRICS = ("t_err", "r_err", "ate", "rpe_trans", "rpe_rot")
+
+
+@pytest.mark.parametrize("alignment", ["7dof", "scale"])
+def test_matches_kitti_odom_eval_on_a_13_column_file(kitti_gt, tmp_path, alignment):
+    G = kitti_gt["09"]
+    gt_file = write_trajectory(tmp_path / "gt.txt", G)
+    pred_file = write_trajectory(tmp_path / "09.txt", drifting_prediction(G)[2:], frames=range(2, len(G)))
+    expected = dict(zip(METRICS, KITTI_ODOM_EVAL_DRIFT[alignment], strict=True))
+    devkit = evaluate_trajectory_file(pred_file, gt_file, alignment=alignment, angle="devkit")
+    assert (devkit["n_segments"], devkit["first_frame"], devkit["missing_frames"]) == (950, 2, 2)
+    for key in METRICS:
+        # Rotations through arccos near 1: 1e-12 rad of rounding is 3e-10 of the 1-frame RPE angle.
+        assert devkit[key] == pytest.approx(expected[key], rel=1e-8), key
+    ours = evaluate_trajectory_file(pred_file, gt_file, alignment=alignment)
+    for key in ("t_err", "ate", "rpe_trans"):
+        assert ours[key] == devkit[key]
+    assert ours["r_err"] == pytest.approx(expected["r_err"], rel=1e-8)  # measured 8e-10 apart
+    assert ours["rpe_rot"] == pytest.approx(expected["rpe_rot"], rel=1e-6)  # measured 3e-7 apart
+    # Cutting the GT to the predicted frames (segments from frames 2, 12, ...) is not the protocol:
+    # t_err 2.1454 instead of 2.1393 with 7dof.
+    frames = np.arange(2, len(G))
+    cut = kitti_odometry_metrics(G[frames], drifting_prediction(G)[frames], alignment, angle="devkit")
+    assert abs(cut["t_err"] - expected["t_err"]) > 0.005
+
+
+# kitti-odom-eval's README (misc/run_eg.jpeg: ``python eval_odom.py --result result/example_0/ --align
+# 7dof``) prints these for its own example trajectories result/example_0/{09,10}.txt (13 columns, frames
+# 2..N-1): t_err (%), r_err (deg/100 m), ATE (m), RPE (m), RPE (deg).
+KITTI_ODOM_EVAL_PUBLISHED = {
+    "09": (2.884112511407129, 0.24905618674615418, 8.38661922878607, 0.34341307706920193, 0.0633886066529585),
+    "10": (
+        3.297839536933298,
+        0.3045899519453301,
+        6.630158107185018,
+        0.04735256371856307,
+        0.06626406473816236,
+    ),
+}
+
+
+@pytest.mark.parametrize("sequence", ["09", "10"])
+def test_published_numbers_of_kitti_odom_eval_example(kitti_gt, tmp_path, sequence):
+    """Needs a kitti-odom-eval checkout (its example trajectories are not ours to ship): set
+    KITTI_ODOM_EVAL to its folder."""
+    checkout = os.environ.get("KITTI_ODOM_EVAL")
+    pred_file = Path(checkout or "-") / "result" / "example_0" / f"{sequence}.txt"
+    if not pred_file.is_file():
+        pytest.skip("set KITTI_ODOM_EVAL to a kitti-odom-eval checkout to compare with its published numbers")
+    gt_file = write_trajectory(tmp_path / "gt.txt", kitti_gt[sequence])
+    r = evaluate_trajectory_file(pred_file, gt_file, alignment="7dof", angle="devkit")
+    for key, value in zip(METRICS, KITTI_ODOM_EVAL_PUBLISHED[sequence], strict=True):
+        assert r[key] == pytest.approx(value, rel=1e-9), key
 
 
 # --- snippet ATE (Monodepth2) ----------------------------------------------------------------------

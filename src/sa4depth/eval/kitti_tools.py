@@ -1,7 +1,7 @@
 """KITTI benchmark tools: export Eigen / improved ground truth, full-resolution depth evaluation, odometry.
 
-Entry points of ``sa4depth kitti-export-gt`` (`export_gt_depths`) and ``sa4depth evaluate-odometry``
-(`evaluate_odometry`).
+Entry points of ``sa4depth kitti-export-gt``, ``evaluate-kitti`` and ``evaluate-odometry`` (a checkpoint's
+pose net: `evaluate_odometry`; any KITTI trajectory file: `evaluate_trajectory_file`).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from sa4depth.errors import InputError
 from sa4depth.eval.depth_metrics import DepthMetricAccumulator
 from sa4depth.eval.odometry import (
     ALIGNMENTS,
+    ANGLES,
     align_trajectory,
     as_pose_matrices,
     integrate_relative_poses,
@@ -249,6 +250,7 @@ def odometry_report(
     sequence: str = "",
     alignment: str = "7dof",
     extra: dict | None = None,
+    angle: str = "ours",
 ) -> dict:
     """Score consecutive relative poses against a ground-truth trajectory; optionally write the outputs.
 
@@ -265,13 +267,13 @@ def odometry_report(
         sequence: name used in file names and the report.
         alignment: "7dof", "6dof", "scale" or "none" (see `align_trajectory`).
         extra: more fields for the JSON (checkpoint, options).
+        angle: rotation-angle formula, "ours" or "devkit" (see `sa4depth.eval.odometry.rotation_angle`).
 
     Returns:
         dict with ``sequence``, ``frames``, ``alignment``, ``kitti`` (the `kitti_odometry_metrics`
         dict) and ``ate_5frame`` (``mean``, ``std``, ``count``).
     """
-    if alignment not in ALIGNMENTS:
-        raise InputError("alignment", f"must be one of {ALIGNMENTS}, got {alignment!r}")
+    _check_options(alignment, angle)
     gt = as_pose_matrices(gt_T_world_cam, "gt")
     pred_rel = as_pose_matrices(pred_T_next_prev, "pred_T_next_prev")
     if len(pred_rel) != len(gt) - 1:
@@ -282,7 +284,7 @@ def odometry_report(
         "sequence": sequence,
         "frames": len(gt),
         "alignment": alignment,
-        "kitti": kitti_odometry_metrics(gt, pred, alignment),
+        "kitti": kitti_odometry_metrics(gt, pred, alignment, angle=angle),
         "ate_5frame": {k: snippets[k] for k in ("mean", "std", "count")},
         **(extra or {}),
     }
@@ -346,6 +348,7 @@ def evaluate_odometry(
     batch_size: int = 8,
     device: str | None = None,
     num_workers: int = 0,
+    angle: str = "ours",
 ) -> dict:
     """KITTI odometry of a checkpoint's pose network on one sequence (``sa4depth evaluate-odometry``).
 
@@ -363,14 +366,14 @@ def evaluate_odometry(
         refine: also run SA4Depth's LM refinement on each pose (the checkpoint must have been trained
             with ``refine.enabled``).
         batch_size, device, num_workers: inference settings (device default: CUDA if available).
+        angle: rotation-angle formula, "ours" or "devkit" (see `sa4depth.eval.odometry.rotation_angle`).
 
     Returns:
         The report dict (see `odometry_report`).
     """
     from sa4depth.train.run import load_checkpoint
 
-    if alignment not in ALIGNMENTS:
-        raise InputError("alignment", f"must be one of {ALIGNMENTS}, got {alignment!r}")
+    _check_options(alignment, angle)
     root = Path(root)
     name = sequence_name(sequence) if str(sequence).isdigit() else str(sequence)
     gt_path = root / "poses" / f"{name}.txt"
@@ -386,9 +389,189 @@ def evaluate_odometry(
     dataset = KittiOdometryDataset(root, name, cfg.data.height, cfg.data.width, offsets=(1,), train=False)
     pred_rel = predict_relative_poses(system.model, dataset, refine, batch_size, device, num_workers)
     extra = {"checkpoint": str(checkpoint), "refine": refine, "gt_poses": str(gt_path)}
-    report = odometry_report(gt, pred_rel, out_dir, name, alignment, extra)
+    report = odometry_report(gt, pred_rel, out_dir, name, alignment, extra, angle)
     k = report["kitti"]
     logger.info(
         "sequence %s: t_err %.2f %%, r_err %.2f deg/100m, ATE %.2f m", name, k["t_err"], k["r_err"], k["ate"]
     )
+    return report
+
+
+def _check_options(alignment: str, angle: str) -> None:
+    if alignment not in ALIGNMENTS:
+        raise InputError("alignment", f"must be one of {ALIGNMENTS}, got {alignment!r}")
+    if angle not in ANGLES:
+        raise InputError("angle", f"must be one of {ANGLES}, got {angle!r}")
+
+
+# --- Trajectory files -------------------------------------------------------------------------------------
+
+ROTATION_TOLERANCE = 1e-3
+"""Largest ``|R^T R - I|`` entry accepted in a pose file: lenient enough for poses printed to 4 decimals
+(KITTI's own GT reaches 2e-7), strict enough to refuse scaled or sheared matrices."""
+
+
+def read_kitti_trajectory(path: str | os.PathLike) -> tuple[np.ndarray | None, np.ndarray]:
+    """Read a KITTI odometry pose file in either layout that kitti-odom-eval reads.
+
+    * 12 numbers a line: the row-major 3x4 ``T_world_cam`` of frame 0, 1, 2, ... (the devkit's format;
+      every frame present);
+    * 13 numbers a line: a frame index, then the 12 numbers; frames may be missing (e.g. a method that
+      starts at frame 2), indices must increase.
+
+    Blank lines are skipped; one layout per file.
+
+    Returns:
+        ``(frames, poses)``: ``(N,)`` int64 frame indices, or None for the 12-number layout, and
+        ``(N, 4, 4)`` float64 poses.
+
+    Raises:
+        InputError: naming the file and the line: not numbers, a wrong count, NaN/Inf, a frame index
+            that is not a non-negative integer or does not increase, a rotation part that is not a
+            rotation (``|R^T R - I|`` above `ROTATION_TOLERANCE`, or a reflection), or no pose at all.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "file not found")
+    rows, line_numbers = [], []
+    for line_no, line in enumerate(layout.read_text(path).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            values = [float(x) for x in line.split()]
+        except ValueError:
+            raise InputError(path, f"line {line_no}: not numbers: {line.strip()[:60]!r}") from None
+        if len(values) not in (12, 13):
+            raise InputError(
+                path,
+                f"line {line_no}: expected 12 numbers (a 3x4 pose) or 13 (frame index + pose), "
+                f"found {len(values)}",
+            )
+        if rows and len(values) != len(rows[0]):
+            raise InputError(
+                path, f"line {line_no}: {len(values)} numbers, but line {line_numbers[0]} has {len(rows[0])}"
+            )
+        if not np.isfinite(values).all():
+            raise InputError(path, f"line {line_no}: NaN or Inf")
+        rows.append(values)
+        line_numbers.append(line_no)
+    if not rows:
+        raise InputError(path, "no poses (empty file)")
+    arr = np.asarray(rows)
+    frames = None
+    if arr.shape[1] == 13:
+        index, arr = arr[:, 0], arr[:, 1:]
+        bad = np.flatnonzero((index < 0) | (index != np.round(index)))
+        if bad.size:
+            k = bad[0]
+            raise InputError(
+                path, f"line {line_numbers[k]}: frame index {index[k]:g} is not a non-negative integer"
+            )
+        frames = index.astype(np.int64)
+        back = np.flatnonzero(np.diff(frames) <= 0)
+        if back.size:
+            k = back[0] + 1
+            raise InputError(
+                path,
+                f"line {line_numbers[k]}: frame index {frames[k]} does not follow {frames[k - 1]} "
+                "(indices must increase)",
+            )
+    poses = as_pose_matrices(arr)
+    R = poses[:, :3, :3]
+    deviation = np.abs(np.swapaxes(R, 1, 2) @ R - np.eye(3)).max(axis=(1, 2))
+    bad = np.flatnonzero((deviation > ROTATION_TOLERANCE) | (np.linalg.det(R) <= 0))
+    if bad.size:
+        k = bad[0]
+        what = (
+            f"R^T R differs from I by {deviation[k]:.3g} (tolerance {ROTATION_TOLERANCE:g})"
+            if deviation[k] > ROTATION_TOLERANCE
+            else "det(R) < 0, a reflection"
+        )
+        raise InputError(path, f"line {line_numbers[k]}: the 3x3 part is not a rotation: {what}")
+    return frames, poses
+
+
+def evaluate_trajectory_file(
+    trajectory: str | os.PathLike,
+    gt: str | os.PathLike,
+    out_dir: str | os.PathLike | None = None,
+    alignment: str = "7dof",
+    angle: str = "ours",
+) -> dict:
+    """Score a KITTI trajectory file against the GT poses, as kitti-odom-eval does (``evaluate-odometry
+    --trajectory``).
+
+    Both files are read by `read_kitti_trajectory`. The GT must list every frame (12 numbers a line, or
+    13 with consecutive indices starting at 0). A 12-number prediction must have as many poses as the GT;
+    a 13-number one names its frames, which must exist in the GT. The metrics are
+    `kitti_odometry_metrics` with those frames: segments start at GT frames 0, 10, 20, ... and are
+    skipped when their first or last frame has no prediction, exactly as kitti-odom-eval's
+    ``calc_sequence_errors``; the alignment uses the predicted frames. The 5-frame snippet ATE
+    (Monodepth2) is added when the predicted frames are consecutive.
+
+    Args:
+        trajectory: predicted ``T_world_cam`` per frame (any origin: re-anchored at its first frame).
+        gt: the GT poses of the same sequence, e.g. the devkit's ``poses/09.txt``.
+        out_dir: if given, writes ``metrics.json`` (atomically) and ``trajectory.png`` (aligned, top view).
+        alignment: "7dof" (default), "6dof", "scale" or "none" (see `align_trajectory`).
+        angle: "ours" (default) or "devkit" (see `sa4depth.eval.odometry.rotation_angle`).
+
+    Returns:
+        dict with ``t_err`` (%), ``r_err`` (deg/100 m), ``ate`` (m), ``rpe_trans`` (m), ``rpe_rot`` (deg),
+        ``n_segments``, ``alignment``, ``angle`` and the other `kitti_odometry_metrics` fields, plus
+        ``trajectory``, ``gt``, ``gt_frames``, ``first_frame``, ``missing_frames`` and ``ate_5frame``
+        (``mean``, ``std``, ``count``, or None).
+
+    Raises:
+        InputError: a malformed file (see `read_kitti_trajectory`), frames that do not fit the GT, or a
+            prediction too short to hold one 100 m segment or to be aligned.
+    """
+    _check_options(alignment, angle)
+    trajectory, gt = Path(trajectory), Path(gt)
+    gt_frames, gt_poses = read_kitti_trajectory(gt)
+    if gt_frames is not None and not np.array_equal(gt_frames, np.arange(len(gt_frames))):
+        gap = int(np.flatnonzero(gt_frames != np.arange(len(gt_frames)))[0])
+        raise InputError(gt, f"the GT must list every frame from 0; frame {gap} is missing")
+    frames, pred = read_kitti_trajectory(trajectory)
+    if frames is None:
+        if len(pred) != len(gt_poses):
+            raise InputError(
+                trajectory,
+                f"{len(pred)} poses but the GT has {len(gt_poses)}; with missing frames, "
+                "start each line with its frame index (13 numbers)",
+            )
+        frames = np.arange(len(pred))
+    elif frames[-1] >= len(gt_poses):
+        raise InputError(trajectory, f"frame {frames[-1]} is not in the GT (frames 0-{len(gt_poses) - 1})")
+    if len(frames) < 2:
+        raise InputError(trajectory, "a single pose: nothing to evaluate")
+    try:
+        metrics = kitti_odometry_metrics(gt_poses, pred, alignment, frames=frames, angle=angle)
+    except ValueError as e:  # a degenerate alignment, e.g. every predicted position the same
+        raise InputError(trajectory, f"cannot align the trajectory ({e})") from None
+    if metrics["n_segments"] == 0:
+        steps = np.diff(gt_poses[frames[0] : frames[-1] + 1, :3, 3], axis=0)
+        raise InputError(
+            trajectory,
+            f"too short for the devkit: frames {frames[0]}-{frames[-1]} cover "
+            f"{np.linalg.norm(steps, axis=1).sum():.1f} m of GT path: no 100 m segment has both ends "
+            "predicted",
+        )
+    consecutive = bool(np.all(np.diff(frames) == 1))
+    snippets = snippet_ate(relative_poses(gt_poses[frames]), relative_poses(pred)) if consecutive else None
+    report = {
+        "trajectory": str(trajectory),
+        "gt": str(gt),
+        **metrics,
+        "gt_frames": len(gt_poses),
+        "first_frame": int(frames[0]),
+        "missing_frames": len(gt_poses) - len(frames),
+        "ate_5frame": None if snippets is None else {k: snippets[k] for k in ("mean", "std", "count")},
+    }
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        gt0, pred_aligned, _ = align_trajectory(gt_poses[frames], pred, alignment)
+        write_metrics_json(out_dir / "metrics.json", report)
+        title = f"{trajectory.name} ({alignment})"
+        plot_trajectory(gt0, pred_aligned, out_dir / "trajectory.png", title=title)
     return report
