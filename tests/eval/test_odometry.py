@@ -310,6 +310,20 @@ def test_matches_kitti_odom_eval_on_a_13_column_file(kitti_gt, tmp_path, alignme
     assert abs(cut["t_err"] - expected["t_err"]) > 0.005
 
 
+def test_matches_kitti_odom_eval_with_a_gap(kitti_gt, tmp_path):
+    """Frames 500-504 missing. kitti-odom-eval (as above, 7dof) prints t_err 2.1481366187249895 %,
+    r_err 0.582012362178826 deg/100 m and ATE 11.509336333341802 m, then stops in compute_RPE with
+    KeyError 500.0 (it needs frame i + 1 for every frame i); our RPE uses the pairs on either side."""
+    G = kitti_gt["09"]
+    frames = np.setdiff1d(np.arange(len(G)), np.arange(500, 505))
+    pred_file = write_trajectory(tmp_path / "09.txt", drifting_prediction(G)[frames], frames=frames)
+    r = evaluate_trajectory_file(pred_file, write_trajectory(tmp_path / "gt.txt", G), angle="devkit")
+    assert r["t_err"] == pytest.approx(2.1481366187249895, rel=1e-9)
+    assert r["r_err"] == pytest.approx(0.582012362178826, rel=1e-8)
+    assert r["ate"] == pytest.approx(11.509336333341802, rel=1e-9)
+    assert (r["rpe_pairs"], r["n_segments"]) == (len(G) - 7, 949)
+
+
 # kitti-odom-eval's README (misc/run_eg.jpeg: ``python eval_odom.py --result result/example_0/ --align
 # 7dof``) prints these for its own example trajectories result/example_0/{09,10}.txt (13 columns, frames
 # 2..N-1): t_err (%), r_err (deg/100 m), ATE (m), RPE (m), RPE (deg).
@@ -367,6 +381,32 @@ def test_snippet_ate_on_kitti(kitti_gt):
     assert r["mean"] > 1e-3 and r["std"] > 0
     # The last 3 snippets are truncated (4, 3, 2 frames), as in Monodepth2.
     assert r["per_snippet"][-1] == pytest.approx(snippet_error(rel[-1:], noisy[-1:]))
+
+
+def test_snippet_ate_matches_monodepth2_evaluate_pose(kitti_gt):
+    """Monodepth2's evaluate_pose.py (nianticlabs/monodepth2 @ b676244: dump_xyz, compute_ate), re-stated."""
+
+    def dump_xyz(steps):
+        xyz, cam_to_world = [np.zeros(3)], np.eye(4)
+        for step in steps:
+            cam_to_world = cam_to_world @ step
+            xyz.append(cam_to_world[:3, 3])
+        return np.array(xyz)
+
+    def compute_ate(gt_xyz, pred_xyz):
+        pred_xyz = pred_xyz + (gt_xyz[0] - pred_xyz[0])
+        scale = np.sum(gt_xyz * pred_xyz) / np.sum(pred_xyz**2)
+        return np.sqrt(np.sum((pred_xyz * scale - gt_xyz) ** 2)) / gt_xyz.shape[0]
+
+    G = kitti_gt["10"][:201]
+    gt_rel = relative_poses(G)  # Monodepth2's gt_local_poses: inv(inv(G[i-1]) @ G[i])
+    pred_rel = relative_poses(drifting_prediction(G))
+    expected = [compute_ate(dump_xyz(gt_rel[i : i + 4]), dump_xyz(pred_rel[i : i + 4])) for i in range(200)]
+    ours = snippet_ate(gt_rel, pred_rel, monodepth2_chain=True)
+    np.testing.assert_allclose(ours["per_snippet"], expected, rtol=1e-12, atol=1e-15)
+    assert ours["mean"] == pytest.approx(np.mean(expected)) and ours["std"] == pytest.approx(np.std(expected))
+    # The default chains in the true order; with rotations in the steps that differs.
+    assert snippet_ate(gt_rel, pred_rel)["mean"] != pytest.approx(ours["mean"], rel=1e-3)
 
 
 # --- plot ------------------------------------------------------------------------------------------
