@@ -498,15 +498,15 @@ def evaluate_trajectory_file(
     alignment: str = "7dof",
     angle: str = "ours",
 ) -> dict:
-    """Score a KITTI trajectory file against the GT poses, as kitti-odom-eval does (``evaluate-odometry
-    --trajectory``).
+    """Score a KITTI trajectory file against the GT poses as kitti-odom-eval does (``--trajectory``).
 
     Both files are read by `read_kitti_trajectory`. The GT must list every frame (12 numbers a line, or
     13 with consecutive indices starting at 0). A 12-number prediction must have as many poses as the GT;
     a 13-number one names its frames, which must exist in the GT. The metrics are
     `kitti_odometry_metrics` with those frames: segments start at GT frames 0, 10, 20, ... and are
     skipped when their first or last frame has no prediction, exactly as kitti-odom-eval's
-    ``calc_sequence_errors``; the alignment uses the predicted frames. The 5-frame snippet ATE
+    ``calc_sequence_errors`` (whose path lengths across a gap are wrong unless the first predicted frame
+    is 0; ours come from the whole GT); the alignment uses the predicted frames. The 5-frame snippet ATE
     (Monodepth2) is added when the predicted frames are consecutive.
 
     Args:
