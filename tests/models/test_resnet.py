@@ -176,3 +176,11 @@ def test_load_errors(tmp_path, resnet18_file):
     torch.save({"conv1.weight": 3}, not_tensors)
     with pytest.raises(InputError, match="state_dict of tensors"):
         load_imagenet_weights(model, not_tensors)
+
+
+def test_width_scales_every_stage_and_refuses_imagenet_weights(resnet18_file):
+    enc = ResnetEncoder(18, width=32)
+    assert enc.num_ch_enc == (32, 32, 64, 128, 256)
+    assert [f.shape[1] for f in enc(torch.rand(1, 3, 64, 64))] == list(enc.num_ch_enc)
+    with pytest.raises(ValueError, match="width 64"):
+        ResnetEncoder(18, width=32, pretrained_path=resnet18_file)

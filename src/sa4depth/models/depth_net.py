@@ -15,7 +15,12 @@ from sa4depth.models.depth_decoder import DepthDecoder
 from sa4depth.models.efficientnet_lite import EfficientNetLiteEncoder
 from sa4depth.models.resnet import ResnetEncoder
 
-ENCODERS = ("resnet18", "resnet34", "resnet50", "efficientnet_lite0")
+ENCODERS = ("resnet18", "resnet34", "resnet50", "efficientnet_lite0", "resnet18_slim")
+# "resnet18_slim": ResNet-18 at half width (32..256 channels) with a half-width decoder, trained from
+# scratch; the CPU recipe's depth net (about 2.4x cheaper per training step than EfficientNet-Lite0 at
+# 64x192, `benchmarks/README.md`).
+SLIM_WIDTH = 32
+SLIM_DECODER_CHANNELS = (8, 16, 32, 64, 128)
 
 
 def disp_to_depth(
@@ -73,6 +78,12 @@ def build_encoder(
     """
     if name not in ENCODERS:
         raise ValueError(f"unknown encoder {name!r}; choose one of {ENCODERS}")
+    if name == "resnet18_slim":
+        if pretrained not in (None, False):
+            raise InputError(
+                f"{name} pretrained", "the slim ResNet has no ImageNet weights; train from scratch"
+            )
+        return ResnetEncoder(18, num_input_images, width=SLIM_WIDTH)
     if name.startswith("resnet"):
         if pretrained is True:
             raise InputError(
@@ -114,7 +125,8 @@ class DepthNet(nn.Module):
         if not 0 < min_depth < max_depth:
             raise ValueError(f"need 0 < min_depth < max_depth, got {min_depth}, {max_depth}")
         self.encoder = build_encoder(encoder, pretrained)
-        self.decoder = DepthDecoder(self.encoder.num_ch_enc, num_scales=num_scales)
+        channels = SLIM_DECODER_CHANNELS if encoder == "resnet18_slim" else (16, 32, 64, 128, 256)
+        self.decoder = DepthDecoder(self.encoder.num_ch_enc, channels, num_scales=num_scales)
         self.min_depth = float(min_depth)
         self.max_depth = float(max_depth)
 

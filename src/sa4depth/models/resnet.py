@@ -90,30 +90,35 @@ class ResNet(nn.Module):
         in_channels: input channels of ``conv1`` (3 per stacked image).
         num_classes: size of the ``fc`` classifier, or None to build no ``avgpool``/``fc``
             (an encoder has no use for them, and unused parameters upset DDP).
+        width: channels of ``conv1`` and ``layer1``; the later stages have 2, 4 and 8 times as many.
+            64 is torchvision's (and the only width its ImageNet weights fit); 32 gives the "slim"
+            encoder of the CPU recipe (a quarter of the compute).
 
     Example:
         >>> sum(p.numel() for p in ResNet(18).parameters())
         11689512
     """
 
-    def __init__(self, num_layers: int = 18, in_channels: int = 3, num_classes: int | None = 1000):
+    def __init__(
+        self, num_layers: int = 18, in_channels: int = 3, num_classes: int | None = 1000, width: int = 64
+    ):
         super().__init__()
         if num_layers not in RESNET_SPECS:
             raise ValueError(f"num_layers must be one of {sorted(RESNET_SPECS)}, got {num_layers}")
         block, counts = RESNET_SPECS[num_layers]
         self.num_layers = num_layers
-        self.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
+        self.conv1 = nn.Conv2d(in_channels, width, kernel_size=7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
-        self._in_ch = 64
-        self.layer1 = self._make_layer(block, 64, counts[0], stride=1)
-        self.layer2 = self._make_layer(block, 128, counts[1], stride=2)
-        self.layer3 = self._make_layer(block, 256, counts[2], stride=2)
-        self.layer4 = self._make_layer(block, 512, counts[3], stride=2)
+        self._in_ch = width
+        self.layer1 = self._make_layer(block, width, counts[0], stride=1)
+        self.layer2 = self._make_layer(block, 2 * width, counts[1], stride=2)
+        self.layer3 = self._make_layer(block, 4 * width, counts[2], stride=2)
+        self.layer4 = self._make_layer(block, 8 * width, counts[3], stride=2)
         if num_classes is not None:
             self.avgpool = nn.AdaptiveAvgPool2d(1)
-            self.fc = nn.Linear(512 * block.expansion, num_classes)
+            self.fc = nn.Linear(8 * width * block.expansion, num_classes)
         # torchvision's initialisation, so a from-scratch model trains like theirs.
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
@@ -246,6 +251,7 @@ class ResnetEncoder(nn.Module):
         num_layers: 18, 34 or 50.
         num_input_images: images stacked along channels (1 for depth, 2 for pose).
         pretrained_path: torchvision ImageNet checkpoint to load, or None for random initialisation.
+        width: see `ResNet` (64 for torchvision's; pretrained weights need 64).
 
     Example:
         >>> enc = ResnetEncoder(18)
@@ -258,14 +264,17 @@ class ResnetEncoder(nn.Module):
         num_layers: int = 18,
         num_input_images: int = 1,
         pretrained_path: str | os.PathLike | None = None,
+        width: int = 64,
     ):
         super().__init__()
         if num_input_images < 1:
             raise ValueError(f"num_input_images must be >= 1, got {num_input_images}")
+        if pretrained_path is not None and width != 64:
+            raise ValueError(f"ImageNet weights need width 64, got {width}")
         self.num_input_images = num_input_images
-        self.encoder = ResNet(num_layers, in_channels=3 * num_input_images, num_classes=None)
-        expansion = RESNET_SPECS[num_layers][0].expansion
-        self.num_ch_enc = (64, 64 * expansion, 128 * expansion, 256 * expansion, 512 * expansion)
+        self.encoder = ResNet(num_layers, in_channels=3 * num_input_images, num_classes=None, width=width)
+        e = RESNET_SPECS[num_layers][0].expansion
+        self.num_ch_enc = (width, width * e, 2 * width * e, 4 * width * e, 8 * width * e)
         self.strides = (2, 4, 8, 16, 32)
         if pretrained_path is not None:
             load_imagenet_weights(self.encoder, pretrained_path)
