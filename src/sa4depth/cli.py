@@ -70,7 +70,16 @@ def _run_synth(args) -> None:
 def _add_train(sub) -> None:
     p = sub.add_parser("train", help="train depth + pose networks (optionally with SA4Depth refinement)")
     p.add_argument("--config", help="YAML config (see configs/); defaults apply to missing keys")
-    p.add_argument("--resume", action="store_true", help="continue from <output_dir>/checkpoints/last.ckpt")
+    existing = p.add_mutually_exclusive_group()
+    existing.add_argument(
+        "--resume", action="store_true", help="continue from <output_dir>/checkpoints/last.ckpt"
+    )
+    existing.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="delete a previous run's checkpoints/, tensorboard/ and config.yaml in output_dir first "
+        "(without --resume or --overwrite, an output_dir holding a run is refused)",
+    )
     p.add_argument("--max-steps", type=int, help="shortcut for trainer.max_steps=N")
     p.add_argument("--max-epochs", type=int, help="shortcut for trainer.max_epochs=N")
     p.add_argument("overrides", nargs="*", help="config overrides key=value, e.g. refine.enabled=true")
@@ -88,10 +97,14 @@ def _overrides(args) -> list[str]:
 
 def _run_train(args) -> None:
     from sa4depth.config import load_config
-    from sa4depth.train.run import train
+    from sa4depth.train.run import TrainingInterrupted, train
 
     cfg = load_config(args.config, _overrides(args))
-    path = train(cfg, resume=args.resume)
+    try:
+        path = train(cfg, resume=args.resume, overwrite=args.overwrite)
+    except TrainingInterrupted as e:
+        print(e, file=sys.stderr)  # what was saved and how to continue, instead of main's bare "interrupted"
+        raise SystemExit(130) from None
     print(f"checkpoints in {path}")
 
 
@@ -260,6 +273,8 @@ def _add_demo(sub) -> None:
 
 
 def _run_demo(args) -> None:
+    if args.steps < 1:
+        raise InputError("--steps", f"must be at least 1 training step per model, got {args.steps}")
     from sa4depth.demo import run_demo
 
     run_demo(args.out, steps=args.steps, quick=args.quick)

@@ -58,8 +58,8 @@ def test_crash_while_saving_a_checkpoint_keeps_the_previous_one(world, tmp_path,
 
 def test_crash_while_writing_config_or_metrics_keeps_the_old_file(world, tmp_path, monkeypatch):
     out = tmp_path / "run"
-    out.mkdir()
-    (out / "config.yaml").write_text("old config\n")
+    train(config(world, out, "trainer.max_steps=1"), enable_progress_bar=False)
+    old_config = (out / "config.yaml").read_text()
     (tmp_path / "metrics.json").write_text('{"old": 1}\n')
     real_replace = os.replace
 
@@ -69,12 +69,12 @@ def test_crash_while_writing_config_or_metrics_keeps_the_old_file(world, tmp_pat
         return real_replace(src, dst)
 
     monkeypatch.setattr(os, "replace", failing_replace)
-    with pytest.raises(OSError, match="Input/output"):
-        train(config(world, out, "trainer.max_steps=1"), enable_progress_bar=False)
+    with pytest.raises(OSError, match="Input/output"):  # a resume rewrites config.yaml (max_steps=2)
+        train(config(world, out, "trainer.max_steps=2"), resume=True, enable_progress_bar=False)
     with pytest.raises(OSError, match="Input/output"):
         write_metrics_json(tmp_path / "metrics.json", {"abs_rel": 0.1})
     monkeypatch.undo()
-    assert (out / "config.yaml").read_text() == "old config\n"
+    assert (out / "config.yaml").read_text() == old_config and "max_steps: 1" in old_config
     assert (tmp_path / "metrics.json").read_text() == '{"old": 1}\n'
     assert tmp_files(tmp_path) == []
 

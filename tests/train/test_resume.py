@@ -85,3 +85,47 @@ def test_sigkilled_run_resumes_to_the_uninterrupted_result(tmp_path):
     assert got["lr_schedulers"] == want["lr_schedulers"]
     # A kill can interrupt a save, but the resumed run cleans up what it left.
     assert not list((tmp_path / "run").rglob("*.tmp"))
+
+
+# Scripted validation scores by global step (3 training steps per epoch): run 1 ends on its best score
+# (step 6), the first resume reaches a worse one, the second a better one.
+SCORES = {3: 0.7, 6: 0.5, 9: 0.6, 12: 0.3}
+
+
+def scripted_validation(self):
+    self.log("val/abs_rel", SCORES.get(self.global_step, 9.0))  # 9.0: the sanity check before training
+
+
+def best_state(ckpt):
+    (state,) = [v for k, v in ckpt["callbacks"].items() if k.startswith("BestCheckpoint")]
+    return state
+
+
+def test_best_ckpt_keeps_the_best_score_across_resumes(tmp_path, monkeypatch, one_thread):
+    from sa4depth.config import load_config
+    from sa4depth.train.run import train
+    from sa4depth.train.system import DepthPoseSystem
+
+    monkeypatch.setattr(DepthPoseSystem, "on_validation_epoch_end", scripted_validation)
+    world = toy_world(tmp_path / "world", frames=5)
+    ckpt_dir = tmp_path / "run" / "checkpoints"
+
+    def run(steps, resume):
+        overrides = [*toy_run_overrides(world, tmp_path / "run"), "data.max_val_samples=2"]
+        train(
+            load_config(None, [*overrides, f"trainer.max_steps={steps}"]), resume, enable_progress_bar=False
+        )
+        return load(ckpt_dir / "best.ckpt")["global_step"], sorted(p.name for p in ckpt_dir.iterdir())
+
+    assert run(6, resume=False) == (6, ["best.ckpt", "last.ckpt"])
+    # last.ckpt is written after best.ckpt's callback has seen the validation, so it carries the score.
+    last = load(ckpt_dir / "last.ckpt")
+    assert float(best_state(last)["best_model_score"]) == 0.5
+    # A last.ckpt saved before that order was fixed lacks the score: the resumed run reads it from best.ckpt.
+    best_state(last).update(
+        best_model_score=None, best_k_models={}, best_model_path="", kth_best_model_path=""
+    )
+    torch.save(last, ckpt_dir / "last.ckpt")
+    assert run(9, resume=True) == (6, ["best.ckpt", "last.ckpt"])  # 0.6 is worse than 0.5: kept
+    assert run(12, resume=True) == (12, ["best.ckpt", "last.ckpt"])  # 0.3 replaces it, no best-v1.ckpt
+    assert float(best_state(load(ckpt_dir / "best.ckpt"))["best_model_score"]) == pytest.approx(0.3)

@@ -1,20 +1,24 @@
 """Builds the Lightning Trainer for a config and runs training, resuming from ``last.ckpt`` on request.
 
-Checkpoints and the saved config are written atomically and by global rank 0 only, so a kill or a
-multi-process run never leaves a half-written or duplicated file.
+Checkpoints and the saved config are written atomically and by global rank 0 only, so a kill, a Ctrl-C or
+a multi-process run never leaves a half-written or duplicated file, and a new run never mixes with an old.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import shutil
+import signal
+import threading
 import uuid
 from pathlib import Path
 
 import lightning as L
 import torch
 import yaml
-from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, Checkpoint, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
@@ -27,43 +31,121 @@ from sa4depth.train.system import DepthPoseSystem
 logger = logging.getLogger(__name__)
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C ended training; the message says which checkpoint holds the run and how to continue it.
+
+    A `KeyboardInterrupt`, so that callers without their own handling treat it as the Ctrl-C it is.
+    """
+
+
+class _StopRequested(Exception):
+    """Raised inside ``Trainer.fit`` to end it after a Ctrl-C; `train` turns it into `TrainingInterrupted`.
+
+    Not a `KeyboardInterrupt`: Lightning answers those with ``sys.exit(1)``, this one it re-raises.
+    """
+
+
+class Interrupts:
+    """SIGINT (Ctrl-C) during training: the first asks to stop at the next step boundary, the second now.
+
+    The first Ctrl-C only sets `requested`, so no exception can cut a training step or a checkpoint
+    write in half; `LastCheckpoint` then saves ``last.ckpt`` at the end of the step and stops. A second
+    Ctrl-C stops at once (``last.ckpt`` stays as last saved), except during a checkpoint write, which
+    always completes first: an exception inside ``torch.save`` leaves its zip writer half-done, which
+    printed ``RuntimeError: [enforce fail at inline_container.cc:672] unexpected pos``.
+    """
+
+    def __init__(self):
+        self.requested = 0
+        self._saving = False
+        self._abort_after_save = False
+
+    def _handle(self, signum, frame) -> None:
+        self.requested += 1
+        if self.requested == 1:
+            # os.write, not print: the handler may run inside a print of the progress bar (reentrant).
+            os.write(
+                2, b"\ninterrupt: stopping after this step with a resumable checkpoint (Ctrl-C again: now)\n"
+            )
+        elif self._saving:
+            self._abort_after_save = True
+        else:
+            raise _StopRequested
+
+    @contextlib.contextmanager
+    def installed(self):
+        """Handle SIGINT within the block (in the main thread only: Python's rule for signal handlers)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = signal.signal(signal.SIGINT, self._handle)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    @contextlib.contextmanager
+    def saving(self):
+        """A checkpoint write: a second Ctrl-C within it takes effect once the file is complete."""
+        self._saving = True
+        try:
+            yield
+        finally:
+            self._saving = False
+        if self._abort_after_save:
+            raise _StopRequested
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Save to a temporary file in the same folder, then rename: a kill never corrupts a checkpoint.
 
     The data is flushed to disk before the rename, so even a machine crash leaves the old or the new file.
+
+    Args:
+        interrupts: the run's `Interrupts`, whose Ctrl-C waits for a write to finish; None for no guard.
     """
+
+    def __init__(self, interrupts: Interrupts | None = None):
+        super().__init__()
+        self.interrupts = interrupts
 
     def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         # A unique name opened with "x" (not mkstemp) so the file gets the usual umask permissions.
         tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
-        try:
-            with open(tmp, "xb") as f:
-                torch.save(checkpoint, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
+        guard = self.interrupts.saving() if self.interrupts is not None else contextlib.nullcontext()
+        with guard:
+            try:
+                with open(tmp, "xb") as f:
+                    torch.save(checkpoint, f)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(tmp, path)
+            finally:
+                if tmp.exists():
+                    tmp.unlink()
 
 
-class LastCheckpoint(Callback):
-    """Keeps ``last.ckpt`` current: every ``every_n_steps`` optimizer steps, at each epoch end, at the end.
+class LastCheckpoint(Checkpoint):
+    """Keeps ``last.ckpt`` current: every ``every_n_steps`` optimizer steps, at each epoch end, at the end,
+    and at the step boundary after a Ctrl-C (then training stops).
 
-    When a periodic save falls on the last batch of an epoch it waits for the epoch end (after
-    validation), so the file holds a finished epoch, the state from which resuming is exact.
+    When a save falls on the last batch of an epoch it waits for the epoch end (after validation), so the
+    file holds a finished epoch, the state from which resuming is exact. A `Checkpoint` subclass, so that
+    Lightning runs it after `BestCheckpoint` (it moves checkpoint callbacks last, in their order): the
+    file then carries the best score of the validation just done, and a resumed run compares against it.
 
     Args:
         path: the checkpoint file.
         every_n_steps: period in optimizer steps; 0 saves only at epoch ends and when training ends.
+        interrupts: the run's `Interrupts`; None if Ctrl-C is not handled.
     """
 
-    def __init__(self, path: str | Path, every_n_steps: int):
+    def __init__(self, path: str | Path, every_n_steps: int, interrupts: Interrupts | None = None):
         if every_n_steps < 0:
             raise InputError("config", f"trainer.checkpoint_every_n_steps must be >= 0, got {every_n_steps}")
-        self.path, self.every_n_steps = Path(path), every_n_steps
+        self.path, self.every_n_steps, self.interrupts = Path(path), every_n_steps, interrupts
         self._saved_step = -1
 
     def _save(self, trainer: L.Trainer) -> None:
@@ -72,6 +154,11 @@ class LastCheckpoint(Callback):
         # Called on every rank (it synchronises); only global rank 0 writes the file.
         trainer.save_checkpoint(self.path)
         self._saved_step = trainer.global_step
+
+    def _stop_requested(self, trainer: L.Trainer) -> bool:
+        # Every rank calls this at the same points, so all of them stop at the same step.
+        asked = self.interrupts is not None and self.interrupts.requested > 0
+        return bool(trainer.strategy.reduce_boolean_decision(asked, all=False))
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         if trainer.is_global_zero and self.path.parent.is_dir():
@@ -83,23 +170,29 @@ class LastCheckpoint(Callback):
     def on_train_start(self, trainer, pl_module) -> None:
         # A resumed run starts from the state already in the file (Lightning may replay the epoch end).
         self._saved_step = trainer.global_step
+        if self.interrupts is not None and self.interrupts.requested:
+            raise _StopRequested  # Ctrl-C during the set-up: nothing new to save
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if self.every_n_steps == 0 or trainer.global_step % self.every_n_steps != 0:
-            return
-        if trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
-            return  # on_train_epoch_end saves it, after this epoch's validation
+        stop = self._stop_requested(trainer)
+        periodic = self.every_n_steps > 0 and trainer.global_step % self.every_n_steps == 0
+        if not (stop or periodic) or trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+            return  # on_train_epoch_end saves the last batch's state, after this epoch's validation
         self._save(trainer)
+        if stop:
+            raise _StopRequested
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         self._save(trainer)
+        if self._stop_requested(trainer):
+            raise _StopRequested
 
     def on_train_end(self, trainer, pl_module) -> None:
         self._save(trainer)
 
 
 class BestCheckpoint(ModelCheckpoint):
-    """``best.ckpt``: the checkpoint with the lowest ``val/abs_rel`` so far.
+    """``best.ckpt``: the checkpoint with the lowest ``val/abs_rel`` so far, also across resumes.
 
     Validation data without depth ground truth has no such metric; then no ``best.ckpt`` is written
     (instead of Lightning's error for a missing monitored metric) and ``last.ckpt`` is the one to use.
@@ -113,7 +206,33 @@ class BestCheckpoint(ModelCheckpoint):
             mode="min",
             save_top_k=1,
             auto_insert_metric_name=False,
+            # Lightning's counter names a new best "best-v1.ckpt" when best.ckpt exists but is not in the
+            # callback's own list (after a resume from a file saved before it was), leaving best.ckpt old.
+            enable_version_counter=False,
         )
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        super().on_train_start(trainer, pl_module)
+        best = Path(self.dirpath) / "best.ckpt"
+        if self.best_model_score is None and best.is_file() and trainer.global_step > 0:
+            self._adopt(best)
+
+    def _adopt(self, best: Path) -> None:
+        """Take over the score of a ``best.ckpt`` the resumed state does not list.
+
+        A ``last.ckpt`` written before `LastCheckpoint` ran after this callback lacks the score; without
+        it the resumed run's first validation, however bad, would replace ``best.ckpt``.
+        """
+        try:
+            ckpt = torch.load(best, map_location="cpu", weights_only=True, mmap=True)
+            score = ckpt["callbacks"][self.state_key]["best_model_score"]
+        except Exception as e:  # torch raises many types for a damaged file; or not one of ours
+            logger.warning("%s: no best score in it (%s); the next validation replaces it", best, e)
+            return
+        if isinstance(score, torch.Tensor):
+            self.best_k_models = {str(best): score}
+            self.best_model_path = self.kth_best_model_path = str(best)
+            self.best_model_score = self.kth_value = score
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         if self.monitor in trainer.callback_metrics:
@@ -140,17 +259,89 @@ def checkpoint_dir(cfg: Config) -> Path:
     return Path(cfg.output_dir) / "checkpoints"
 
 
+RUN_ENTRIES = ("checkpoints", "tensorboard", "config.yaml")
+"""What a training run writes into ``output_dir`` (and ``overwrite`` deletes)."""
+
+
+def _started_by_user() -> bool:
+    """False in the processes Lightning (or torchrun, SLURM) starts for the other ranks of a multi-process
+    run: they re-run the command after rank 0 has begun writing, and must neither refuse nor delete."""
+    ranks = ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "SLURM_PROCID")
+    return all(os.environ.get(name, "0") == "0" for name in ranks)
+
+
+def _describe_run(out: Path, found: list[str]) -> str:
+    """``found`` entries of a run folder, with the step of its ``last.ckpt`` when readable."""
+    parts = []
+    for name in found:
+        if name != "checkpoints":
+            parts.append(name + ("/" if (out / name).is_dir() else ""))
+            continue
+        for ckpt in sorted((out / name).glob("*.ckpt")):
+            try:
+                step = torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)["global_step"]
+                parts.append(f"{name}/{ckpt.name} at step {step}")
+            except Exception:  # damaged or foreign: still something the user may want to keep
+                parts.append(f"{name}/{ckpt.name}")
+    return ", ".join(parts)
+
+
+def prepare_run_folder(cfg: Config, resume: bool, overwrite: bool) -> None:
+    """Refuse to start a new run in a folder that holds one, unless ``overwrite`` (then delete it first).
+
+    A new run beside an old one would replace its ``last.ckpt``, keep its ``best.ckpt`` and mix the logs.
+
+    Raises:
+        InputError: ``output_dir`` is a file, holds a run (without ``resume``/``overwrite``), or both
+            ``resume`` and ``overwrite`` are asked for.
+    """
+    out = Path(cfg.output_dir)
+    if resume and overwrite:
+        raise InputError(
+            "--resume/--overwrite", "give one: --resume continues the run, --overwrite replaces it"
+        )
+    if out.exists() and not out.is_dir():
+        raise InputError(out, "output_dir is a file, not a folder")
+    if resume or not _started_by_user():
+        return
+    found = [
+        n for n in RUN_ENTRIES if (out / n).is_file() or ((out / n).is_dir() and any((out / n).iterdir()))
+    ]
+    if not found:
+        return
+    if not overwrite:
+        raise InputError(
+            out,
+            f"holds a run ({_describe_run(out, found)}); pass --resume to continue it "
+            "or --overwrite to delete it and start again",
+        )
+    logger.warning("--overwrite: deleting %s in %s", ", ".join(found), out)
+    for name in found:
+        if (out / name).is_dir():
+            shutil.rmtree(out / name)
+        else:
+            (out / name).unlink()
+
+
 def build_trainer(
-    cfg: Config, extra_callbacks: list | None = None, enable_progress_bar: bool = True
+    cfg: Config,
+    extra_callbacks: list | None = None,
+    enable_progress_bar: bool = True,
+    interrupts: Interrupts | None = None,
 ) -> L.Trainer:
-    """The Lightning Trainer for ``cfg``: checkpoints (best by ``val/abs_rel``, last), logger, strategy."""
+    """The Lightning Trainer for ``cfg``: checkpoints (best by ``val/abs_rel``, last), logger, strategy.
+
+    Args:
+        interrupts: an installed `Interrupts` to stop at a step boundary on Ctrl-C; None to leave
+            Ctrl-C to Lightning (which exits without saving).
+    """
     t = cfg.trainer
     on_cpu = t.accelerator == "cpu" or (t.accelerator == "auto" and not torch.cuda.is_available())
     if t.sync_batchnorm and on_cpu:
         raise InputError("config", "trainer.sync_batchnorm needs GPUs (PyTorch has no CPU SyncBatchNorm)")
     callbacks = [
         BestCheckpoint(checkpoint_dir(cfg)),
-        LastCheckpoint(checkpoint_dir(cfg) / "last.ckpt", t.checkpoint_every_n_steps),
+        LastCheckpoint(checkpoint_dir(cfg) / "last.ckpt", t.checkpoint_every_n_steps, interrupts),
         SaveConfig(cfg),
         LearningRateMonitor(logging_interval="epoch"),
         *(extra_callbacks or []),
@@ -173,7 +364,7 @@ def build_trainer(
         gradient_clip_val=cfg.optim.grad_clip,
         logger=TensorBoardLogger(save_dir=cfg.output_dir, name="tensorboard", version=""),
         callbacks=callbacks,
-        plugins=[AtomicCheckpointIO()],
+        plugins=[AtomicCheckpointIO(interrupts)],
         enable_progress_bar=enable_progress_bar,
     )
 
@@ -183,12 +374,16 @@ def train(
     resume: bool = False,
     enable_progress_bar: bool = True,
     callbacks: list[Callback] | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Train with ``cfg``; with ``resume`` continue from ``<output_dir>/checkpoints/last.ckpt``.
 
     Resuming restores the weights, optimizer and scheduler state, the step and epoch counters, the
-    skipped-step count and the random number generators; the config may differ only in what does not
-    change the architecture (e.g. ``trainer.max_steps``).
+    skipped-step count, the best score so far and the random number generators; the config may differ
+    only in what does not change the architecture (e.g. ``trainer.max_steps``).
+
+    Ctrl-C (SIGINT, in the main thread) finishes the step in progress, saves ``last.ckpt`` and raises
+    `TrainingInterrupted`; a second Ctrl-C stops at once, keeping the ``last.ckpt`` saved before.
 
     Args:
         cfg: the full config.
@@ -196,24 +391,43 @@ def train(
             fit the architecture in ``cfg``.
         enable_progress_bar: show Lightning's progress bar.
         callbacks: extra Lightning callbacks (e.g. for monitoring).
+        overwrite: delete a previous run in ``output_dir`` (`RUN_ENTRIES`) first; without it (or
+            ``resume``) a folder holding a run is an `InputError`.
 
     Returns:
         The checkpoint folder (``last.ckpt`` and ``best.ckpt``).
+
+    Raises:
+        TrainingInterrupted: Ctrl-C; its message names the checkpoint to resume from.
     """
+    prepare_run_folder(cfg, resume, overwrite)
     L.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
     system = build_system(cfg, "config")
     ckpt_path = None
+    last = checkpoint_dir(cfg) / "last.ckpt"
     if resume:
-        last = checkpoint_dir(cfg) / "last.ckpt"
         if not last.is_file():
             raise InputError(last, "no checkpoint to resume from")
         check_fits(system, read_checkpoint(last, mmap=True), last)
         ckpt_path = str(last)
     Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
     datamodule = DepthDataModule(cfg.data, seed=cfg.trainer.seed)
-    trainer = build_trainer(cfg, extra_callbacks=callbacks, enable_progress_bar=enable_progress_bar)
-    trainer.fit(system, datamodule=datamodule, ckpt_path=ckpt_path)
+    interrupts = Interrupts()
+    trainer = build_trainer(cfg, callbacks, enable_progress_bar, interrupts)
+    with interrupts.installed():
+        try:
+            trainer.fit(system, datamodule=datamodule, ckpt_path=ckpt_path)
+        except _StopRequested:
+            raise TrainingInterrupted(_interrupted_message(trainer, last)) from None
     return checkpoint_dir(cfg)
+
+
+def _interrupted_message(trainer: L.Trainer, last: Path) -> str:
+    try:  # the file itself: a save may have completed just before the Ctrl-C that ended the run
+        saved = torch.load(last, map_location="cpu", weights_only=True, mmap=True)["global_step"]
+    except Exception:  # none yet (or unreadable): say so rather than point at it
+        return f"interrupted at step {trainer.global_step}, before any checkpoint was saved"
+    return f"interrupted at step {trainer.global_step}: {last} holds step {saved}; continue with --resume"
 
 
 def build_system(cfg: Config, source: str | Path) -> DepthPoseSystem:
