@@ -152,10 +152,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         path = Path(path)
         if not path.is_file():
             raise InputError(path, "config file not found")
-        try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise InputError(path, f"invalid YAML ({str(e).splitlines()[0]})") from None
+        loaded = _read_yaml(path)
         if not isinstance(loaded, dict):
             raise InputError(path, "config must be a mapping of sections")
         conf = _merge(conf, OmegaConf.create(loaded), str(path))
@@ -164,7 +161,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             if "=" not in item:
                 raise InputError("command line", f"override {item!r} is not key=value")
         conf = _merge(conf, OmegaConf.from_dotlist(list(overrides)), "command line")
-    return OmegaConf.to_object(conf)
+    return validate_config(OmegaConf.to_object(conf), str(path) if path is not None else "config", overrides)
 
 
 def config_to_dict(config: Config) -> dict:
@@ -172,4 +169,246 @@ def config_to_dict(config: Config) -> dict:
 
 
 def config_from_dict(values: dict) -> Config:
-    return OmegaConf.to_object(_merge(OmegaConf.structured(Config), OmegaConf.create(values), "checkpoint"))
+    cfg = OmegaConf.to_object(_merge(OmegaConf.structured(Config), OmegaConf.create(values), "checkpoint"))
+    return validate_config(cfg, "checkpoint")
+
+
+MAX_CONFIG_BYTES = 1_000_000
+"""A config is a few kilobytes; a larger file is refused before YAML parses it."""
+MAX_CONFIG_VALUES = 10_000
+"""Values a YAML document may expand to once its aliases are resolved (a config has about a hundred)."""
+
+
+def _read_yaml(path: Path) -> Any:
+    """Parse a YAML config file; non-UTF-8 bytes, a huge file or an alias bomb raise `InputError`.
+
+    YAML aliases share one object, so a 400-byte document of nested aliases ("billion laughs") loads
+    instantly but expands to 10^9 values when OmegaConf copies it: the expanded size is counted first.
+    """
+    size = path.stat().st_size
+    if size > MAX_CONFIG_BYTES:
+        raise InputError(path, f"config file is {size} bytes, more than the {MAX_CONFIG_BYTES} allowed")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError(path, f"not a text file (invalid UTF-8 at byte {e.start})") from None
+    try:
+        loaded = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise InputError(path, f"invalid YAML ({str(e).splitlines()[0]})") from None
+    except RecursionError:
+        raise InputError(path, "invalid YAML (nested too deeply)") from None
+    sizes: dict[int, int] = {}  # id -> expanded size; shared (aliased) objects are counted once each use
+    open_ids: set[int] = set()
+
+    def expanded(node) -> int:
+        if not isinstance(node, dict | list):
+            return 1
+        if id(node) in sizes:
+            return sizes[id(node)]
+        if id(node) in open_ids:
+            raise InputError(path, "a YAML alias refers to the node that contains it (infinite config)")
+        open_ids.add(id(node))
+        children = [*node.keys(), *node.values()] if isinstance(node, dict) else node
+        total = 1
+        for child in children:
+            total += expanded(child)
+            if total > MAX_CONFIG_VALUES:
+                raise InputError(
+                    path,
+                    f"expands to more than {MAX_CONFIG_VALUES} values (nested YAML aliases?); "
+                    "a config has about a hundred",
+                )
+        open_ids.discard(id(node))
+        sizes[id(node)] = total
+        return total
+
+    try:
+        expanded(loaded)
+    except RecursionError:
+        raise InputError(path, "invalid YAML (nested too deeply)") from None
+    return {} if loaded is None else loaded
+
+
+_PRECISIONS = (
+    "16-true",
+    "16-mixed",
+    "bf16-true",
+    "bf16-mixed",
+    "32-true",
+    "64-true",
+    "16",
+    "32",
+    "64",
+    "bf16",
+)
+_PRECISIONS += ("transformer-engine", "transformer-engine-float16")
+"""Lightning 2's ``precision`` values (its type is a private Literal, so they are listed here)."""
+
+
+def _devices_ok(devices: Any) -> bool:
+    """Lightning's ``devices``: "auto", a count (-1 = all), or GPU indices as a list or "0,1" string."""
+    if isinstance(devices, bool):
+        return False
+    if isinstance(devices, int):
+        return devices == -1 or devices >= 1
+    if isinstance(devices, str):
+        text = devices.strip()
+        if text in ("auto", "-1"):
+            return True
+        if text.isdigit():
+            return int(text) >= 1
+        indices = text.rstrip(",").split(",")
+        return "," in text and all(i.strip().isdigit() for i in indices) and len(set(indices)) == len(indices)
+    if isinstance(devices, list | tuple):
+        ints = [d for d in devices if isinstance(d, int) and not isinstance(d, bool) and d >= 0]
+        return len(devices) > 0 and len(ints) == len(devices) and len(set(ints)) == len(ints)
+    return False
+
+
+def validate_config(cfg: Config, source: str = "config", overrides: list[str] | None = None) -> Config:
+    """Check the range of every numeric option and every named choice; return ``cfg`` unchanged.
+
+    Types are OmegaConf's job (``_merge``); this catches values of the right type that would train
+    wrongly (``optim.grad_clip=-1`` flips the gradients) or fail deep inside a run.
+
+    Args:
+        cfg: the merged config.
+        source: what the values came from (a YAML path, "checkpoint"), named in the error.
+        overrides: the ``key=value`` overrides applied last; a key set there is blamed on "command line".
+
+    Raises:
+        InputError: ``"<source>: config key 'optim.lr': must be finite and > 0, got -1.0"``, for the first
+            bad value.
+    """
+    import math
+
+    from lightning.pytorch.accelerators import AcceleratorRegistry
+    from lightning.pytorch.strategies import StrategyRegistry
+
+    from sa4depth.models.depth_net import ENCODERS
+    from sa4depth.models.pose_net import POSE_ENCODERS
+    from sa4depth.refine.residuals import DEPTH_POOLS
+    from sa4depth.refine.solver import ROBUST_KERNELS
+    from sa4depth.train.objectives import OBJECTIVES
+
+    overridden = [item.split("=", 1)[0].strip() for item in overrides or ()]
+
+    def need(key: str, ok: bool, requirement: str, *related: str) -> None:
+        """Raise unless ``ok``; a check across keys names the ``related`` ones it also depends on."""
+        if ok:
+            return
+        value: Any = cfg
+        for part in key.split("."):
+            value = getattr(value, part)
+        given = [k for k in (key, *related) if any(k == o or k.startswith(o + ".") for o in overridden)]
+        blame = "command line" if given else source
+        raise InputError(blame, f"config key {key!r}: {requirement}, got {value!r}")
+
+    def count(key: str, value: Any, least: int) -> None:
+        need(
+            key,
+            isinstance(value, int) and not isinstance(value, bool) and value >= least,
+            f"must be >= {least}",
+        )
+
+    def positive(key: str, value: float) -> None:
+        need(key, math.isfinite(value) and value > 0, "must be finite and > 0")
+
+    def weight(key: str, value: float) -> None:
+        need(key, math.isfinite(value) and value >= 0, "must be finite and >= 0")
+
+    def one_of(key: str, value: Any, choices) -> None:
+        need(key, value in choices, f"must be one of {', '.join(map(str, choices))}")
+
+    d, m, loss, r, o, t = cfg.data, cfg.model, cfg.loss, cfg.refine, cfg.optim, cfg.trainer
+    for key, size in (("data.height", d.height), ("data.width", d.width)):
+        # The encoders halve the image five times and the decoder's skips must line up again.
+        need(key, size > 0 and size % 32 == 0, "must be a positive multiple of 32")
+    need(
+        "data.offsets",
+        len(d.offsets) > 0 and 0 not in d.offsets and len(set(d.offsets)) == len(d.offsets),
+        "must be a non-empty list of distinct non-zero frame offsets",
+    )
+    count("data.batch_size", d.batch_size, 1)
+    count("data.num_workers", d.num_workers, 0)
+    count("data.max_val_samples", d.max_val_samples, 0)
+    one_of("model.encoder", m.encoder, ENCODERS)
+    one_of("model.pose_encoder", m.pose_encoder, POSE_ENCODERS)
+    positive("model.min_depth", m.min_depth)
+    need(
+        "model.max_depth",
+        math.isfinite(m.max_depth) and m.max_depth > m.min_depth,
+        "must be finite and > model.min_depth",
+        "model.min_depth",
+    )
+    one_of("loss.pipeline", loss.pipeline, sorted(OBJECTIVES))
+    need("loss.ssim_alpha", 0 <= loss.ssim_alpha <= 1, "must be in [0, 1]")
+    weight("loss.smoothness_weight", loss.smoothness_weight)
+    weight("loss.geometry_weight", loss.geometry_weight)
+    need("loss.num_scales", 1 <= loss.num_scales <= 4, "must be in 1..4 (the decoder's output scales)")
+    one_of("refine.features", r.features, ("learned", "rgb"))
+    count("refine.levels", r.levels, 1)
+    count("refine.iterations", r.iterations, 0)
+    one_of("refine.robust", r.robust, ROBUST_KERNELS)
+    positive("refine.robust_scale", r.robust_scale)
+    one_of("refine.depth_pool", r.depth_pool, DEPTH_POOLS)
+    weight("refine.damping", r.damping)
+    count("refine.min_valid", r.min_valid, 0)
+    weight("refine.pose_photometric_weight", r.pose_photometric_weight)
+    weight("refine.pose_consistency_weight", r.pose_consistency_weight)
+    count("refine.warmup_steps", r.warmup_steps, 0)
+    positive("optim.lr", o.lr)
+    count("optim.step_size", o.step_size, 1)
+    positive("optim.gamma", o.gamma)
+    need(
+        "optim.grad_clip",
+        o.grad_clip is None or (math.isfinite(o.grad_clip) and o.grad_clip > 0),
+        "must be null or finite and > 0",
+    )
+    one_of("optim.schedule", o.schedule, ("step", "cosine"))
+    count("optim.warmup_steps", o.warmup_steps, 0)
+    need("trainer.max_steps", t.max_steps == -1 or t.max_steps >= 1, "must be -1 (no limit) or >= 1")
+    need("trainer.max_epochs", t.max_epochs == -1 or t.max_epochs >= 1, "must be -1 (no limit) or >= 1")
+    need(
+        "trainer.max_steps",
+        t.max_steps >= 1 or t.max_epochs >= 1,
+        "must be >= 1 when trainer.max_epochs is -1 (else training never ends)",
+        "trainer.max_epochs",
+    )
+    need(
+        "trainer.max_steps",
+        o.schedule != "cosine" or t.max_steps >= 1,
+        "must be >= 1 with optim.schedule=cosine (it decays to 0 there)",
+        "optim.schedule",
+    )
+    v = t.val_check_interval
+    need(
+        "trainer.val_check_interval",
+        v is None
+        or (isinstance(v, int) and not isinstance(v, bool) and v >= 1)
+        or (isinstance(v, float) and 0 < v <= 1),
+        "must be null, a fraction of an epoch in (0, 1] or a number of steps >= 1",
+    )
+    count("trainer.log_every_n_steps", t.log_every_n_steps, 1)
+    need("trainer.seed", 0 <= t.seed < 2**32, "must be in [0, 2^32)")
+    one_of(
+        "trainer.accelerator",
+        t.accelerator,
+        ["auto", "gpu", *sorted(AcceleratorRegistry.available_accelerators())],
+    )
+    need(
+        "trainer.devices",
+        _devices_ok(t.devices),
+        "must be 'auto', -1, a count >= 1, or a list of distinct GPU indices",
+    )
+    need(
+        "trainer.strategy",
+        t.strategy == "auto" or t.strategy in StrategyRegistry.available_strategies(),
+        "must be 'auto' or a Lightning strategy name (ddp, ddp_spawn, fsdp, deepspeed, ...)",
+    )
+    count("trainer.num_nodes", t.num_nodes, 1)
+    one_of("trainer.precision", str(t.precision), _PRECISIONS)
+    count("trainer.checkpoint_every_n_steps", t.checkpoint_every_n_steps, 0)
+    count("trainer.accumulate_grad_batches", t.accumulate_grad_batches, 1)
+    return cfg
