@@ -54,7 +54,7 @@ class CtrlCTwiceWhileWriting:
 
 if os.environ["INTERRUPT_AT"] == "step":
     build = run.build_trainer
-    run.build_trainer = lambda cfg, extra=None, *args: build(cfg, [CtrlCDuringStep2()], *args)
+    run.build_trainer = lambda cfg, extra_callbacks=None, **kw: build(cfg, [CtrlCDuringStep2()], **kw)
 elif os.environ["INTERRUPT_AT"] == "save":
     real_save = torch.save
     torch.save = lambda obj, f, *args, **kwargs: real_save(obj, CtrlCTwiceWhileWriting(f), *args, **kwargs)

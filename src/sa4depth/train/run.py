@@ -8,19 +8,30 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import shutil
 import signal
+import sys
 import threading
+import time
 import uuid
+import warnings
 from pathlib import Path
 
 import lightning as L
 import torch
 import yaml
-from lightning.pytorch.callbacks import Callback, Checkpoint, LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import (
+    Callback,
+    Checkpoint,
+    LearningRateMonitor,
+    ModelCheckpoint,
+    ProgressBar,
+)
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.utilities.model_summary import ModelSummary
 
 from sa4depth.config import Config, config_from_dict, config_to_dict
 from sa4depth.data.datamodule import DepthDataModule
@@ -243,6 +254,112 @@ class BestCheckpoint(ModelCheckpoint):
             super().on_validation_end(trainer, pl_module)
 
 
+class StepProgress(ProgressBar):
+    """Training progress by optimizer step: ``step 120/600 (20%) | 2.10 it/s | ETA 0:03:48 | loss 0.1234``.
+
+    On a terminal the line is rewritten in place. Elsewhere (a pipe, a log file, where a redrawn bar shows
+    nothing until it ends) plain lines are printed: at the first step, every ``every_s`` seconds and at
+    the last step, and one per validation with its ``val/abs_rel``. Steps, not epochs: with
+    ``trainer.max_steps`` set Lightning's epoch count is -1. Global rank 0 only.
+
+    Args:
+        every_s: seconds between plain lines.
+        stream: where to write; None for the ``sys.stdout`` of the moment (pytest and the CLI swap it).
+    """
+
+    def __init__(self, every_s: float = 30.0, stream=None):
+        super().__init__()
+        self.every_s, self._stream = every_s, stream
+        self._enabled = True
+        self._start: tuple[float, int] | None = None  # (time, global step) when this fit began training
+        self._last_step = self._last_line = None
+        self._open_line = False  # a terminal line awaiting its newline
+
+    @property
+    def stream(self):
+        return self._stream if self._stream is not None else sys.stdout
+
+    @property
+    def is_enabled(self) -> bool:
+        return self._enabled
+
+    def disable(self) -> None:
+        self._enabled = False
+
+    def enable(self) -> None:
+        self._enabled = True
+
+    def _write(self, text: str, tty: bool, final: bool = False) -> None:
+        if tty:
+            self.stream.write(f"\r{text}\x1b[K" + ("\n" if final else ""))
+            self._open_line = not final
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def _end_line(self) -> None:
+        if self._open_line:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._open_line = False
+
+    def _line(self, trainer: L.Trainer) -> str:
+        step, total = trainer.global_step, trainer.estimated_stepping_batches
+        elapsed = time.monotonic() - self._start[0]
+        rate = (step - self._start[1]) / elapsed if elapsed > 0 else 0.0
+        parts = [
+            f"step {step}/{total} ({100 * step / total:.0f}%)" if math.isfinite(total) else f"step {step}"
+        ]
+        parts.append(f"{rate:.2f} it/s")
+        if rate > 0 and math.isfinite(total):
+            left = round((total - step) / rate)
+            parts.append(f"ETA {left // 3600}:{left % 3600 // 60:02d}:{left % 60:02d}")
+        metrics = trainer.callback_metrics
+        for key, name in (("train/loss", "loss"), ("val/abs_rel", "val/abs_rel")):
+            if key in metrics:
+                parts.append(f"{name} {float(metrics[key]):.4f}")
+        return " | ".join(parts)
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self._start = (time.monotonic(), trainer.global_step)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        step = trainer.global_step
+        if not (self._enabled and trainer.is_global_zero) or step == self._last_step:
+            return  # gradient accumulation: several batches per optimizer step
+        self._last_step, now, tty = step, time.monotonic(), self.stream.isatty()
+        final = step >= trainer.estimated_stepping_batches
+        due = self._last_line is None or now - self._last_line >= (0.2 if tty else self.every_s)
+        if due or final:
+            self._last_line = now
+            self._write(self._line(trainer), tty, final)
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if not self._enabled or not trainer.is_global_zero or trainer.sanity_checking or self._start is None:
+            return
+        if "val/abs_rel" in trainer.callback_metrics and not self.stream.isatty():
+            abs_rel = float(trainer.callback_metrics["val/abs_rel"])
+            self._write(f"validation at step {trainer.global_step}: val/abs_rel {abs_rel:.4f}", tty=False)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self._end_line()
+
+    def on_exception(self, trainer, pl_module, exception) -> None:
+        self._end_line()  # the error or Ctrl-C message starts on a line of its own
+
+
+@contextlib.contextmanager
+def _quiet_third_party():
+    """Keep the screen to what the user needs: no deprecation notices of the libraries underneath, which
+    the user cannot act on, and no notice of a checkpoint folder that `prepare_run_folder` has vetted."""
+    with warnings.catch_warnings():
+        libraries = r"(lightning|lightning_fabric|pytorch_lightning|torch|torchvision|tensorboard)(\.|$)"
+        for category in (DeprecationWarning, FutureWarning):
+            warnings.filterwarnings("ignore", category=category, module=libraries)
+        warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+        yield
+
+
 class SaveConfig(Callback):
     """Write the resolved config as ``<output_dir>/config.yaml`` (global rank 0, atomically)."""
 
@@ -332,6 +449,8 @@ def build_trainer(
     """The Lightning Trainer for ``cfg``: checkpoints (best by ``val/abs_rel``, last), logger, strategy.
 
     Args:
+        extra_callbacks: more Lightning callbacks; a `ProgressBar` among them replaces `StepProgress`.
+        enable_progress_bar: show progress (`StepProgress` unless ``extra_callbacks`` bring a bar).
         interrupts: an installed `Interrupts` to stop at a step boundary on Ctrl-C; None to leave
             Ctrl-C to Lightning (which exits without saving).
     """
@@ -346,6 +465,8 @@ def build_trainer(
         LearningRateMonitor(logging_interval="epoch"),
         *(extra_callbacks or []),
     ]
+    if enable_progress_bar and not any(isinstance(c, ProgressBar) for c in callbacks):
+        callbacks.append(StepProgress())
     return L.Trainer(
         default_root_dir=cfg.output_dir,
         max_steps=t.max_steps,
@@ -366,6 +487,7 @@ def build_trainer(
         callbacks=callbacks,
         plugins=[AtomicCheckpointIO(interrupts)],
         enable_progress_bar=enable_progress_bar,
+        enable_model_summary=False,  # a box of parameter counts; `train` logs it at INFO level (-v)
     )
 
 
@@ -389,7 +511,7 @@ def train(
         cfg: the full config.
         resume: continue from the last checkpoint; `InputError` if it is missing, corrupt or does not
             fit the architecture in ``cfg``.
-        enable_progress_bar: show Lightning's progress bar.
+        enable_progress_bar: show progress by step (`StepProgress`: plain lines when not on a terminal).
         callbacks: extra Lightning callbacks (e.g. for monitoring).
         overwrite: delete a previous run in ``output_dir`` (`RUN_ENTRIES`) first; without it (or
             ``resume``) a folder holding a run is an `InputError`.
@@ -413,8 +535,12 @@ def train(
     Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
     datamodule = DepthDataModule(cfg.data, seed=cfg.trainer.seed)
     interrupts = Interrupts()
-    trainer = build_trainer(cfg, callbacks, enable_progress_bar, interrupts)
-    with interrupts.installed():
+    trainer = build_trainer(
+        cfg, extra_callbacks=callbacks, enable_progress_bar=enable_progress_bar, interrupts=interrupts
+    )
+    if logger.isEnabledFor(logging.INFO):
+        logger.info("model:\n%s", ModelSummary(system, max_depth=2))
+    with interrupts.installed(), _quiet_third_party():
         try:
             trainer.fit(system, datamodule=datamodule, ckpt_path=ckpt_path)
         except _StopRequested:
