@@ -34,7 +34,7 @@ import os
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import cv2
 import numpy as np
@@ -43,7 +43,15 @@ from matplotlib import colormaps
 
 from sa4depth.config import Config
 from sa4depth.data.folder import IMAGE_SUFFIXES
-from sa4depth.data.layout import atomic_write_bytes, atomic_write_text, read_image, write_image
+from sa4depth.data.layout import (
+    atomic_write_bytes,
+    atomic_write_text,
+    check_output_folder,
+    read_image,
+    replace_folder,
+    staging_folder,
+    write_image,
+)
 from sa4depth.errors import InputError
 from sa4depth.geometry import Camera
 
@@ -62,34 +70,50 @@ VIDEO_SCALE_FRAMES = 16
 
 @dataclass
 class InputItem:
-    """One input file: ``kind`` is "image" or "video"; outputs go to ``out_dir / stem`` + suffixes."""
+    """One input file: ``kind`` is "image" or "video"; ``stem`` names its outputs below the output folder.
+
+    An image writes ``<stem>_depth.npy`` and ``<stem>_depth.png``; a video the folder ``<stem>/`` and,
+    with ``video_out``, ``<stem>_side_by_side.mp4`` (see `output_claims`).
+    """
 
     path: Path
     kind: str
-    stem: Path
+    stem: PurePosixPath
 
 
-def collect_inputs(inputs: Sequence[str | os.PathLike]) -> list[InputItem]:
+def collect_inputs(
+    inputs: Sequence[str | os.PathLike], exclude: str | os.PathLike | None = None
+) -> list[InputItem]:
     """Expand files and folders (recursively) into images and videos, in a stable order.
 
     A file's outputs are named after its stem; a folder's files keep their path below the folder, so
-    ``cam0/000001.png`` and ``cam1/000001.png`` do not overwrite each other.
+    ``cam0/000001.png`` and ``cam1/000001.png`` do not overwrite each other. A name that is only dots (a
+    video ``...mp4`` has the stem ``..``) gets underscores instead, so no output lands outside the
+    output folder. Names may still collide: `plan_outputs` makes them distinct.
+
+    Args:
+        inputs: image files, video files and folders.
+        exclude: a folder whose files are skipped when expanding folders (the output folder, so that
+            predicting into ``photos/depth`` does not take earlier depth maps for photos).
 
     Raises:
-        InputError: a missing path, an unsupported file type, an empty folder, or two inputs that would
-            write the same output files.
+        InputError: a missing path, an unsupported file type or an empty folder.
     """
+    skip = Path(exclude).resolve() if exclude is not None else None
     items: list[InputItem] = []
+    seen: set[Path] = set()
     for item in map(Path, inputs):
         if item.is_dir():
             found = sorted(
                 p
                 for p in item.rglob("*")
-                if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES + VIDEO_SUFFIXES
+                if p.is_file()
+                and p.suffix.lower() in IMAGE_SUFFIXES + VIDEO_SUFFIXES
+                and not (skip is not None and p.resolve().is_relative_to(skip))
             )
             if not found:
                 raise InputError(item, "folder contains no .png/.jpg images or videos")
-            items.extend(InputItem(p, _kind(p), p.relative_to(item).with_suffix("")) for p in found)
+            named = [(p, p.relative_to(item).with_suffix("")) for p in found]
         elif item.is_file():
             if item.suffix.lower() not in IMAGE_SUFFIXES + VIDEO_SUFFIXES:
                 raise InputError(
@@ -97,15 +121,127 @@ def collect_inputs(inputs: Sequence[str | os.PathLike]) -> list[InputItem]:
                     f"unsupported input type {item.suffix!r} (expected {'/'.join(IMAGE_SUFFIXES)}, "
                     f"a video {'/'.join(VIDEO_SUFFIXES)} or a folder)",
                 )
-            items.append(InputItem(item, _kind(item), Path(item.stem)))
+            named = [(item, Path(item.stem))]
         else:
             raise InputError(item, "input not found")
-    seen: dict[Path, Path] = {}
-    for it in items:
-        if it.stem in seen:
-            raise InputError(it.path, f"its outputs would overwrite those of {seen[it.stem]}; rename one")
-        seen[it.stem] = it.path
+        for path, stem in named:
+            if path.resolve() in seen:  # the same file given twice (or inside a folder given too)
+                continue
+            seen.add(path.resolve())
+            safe = PurePosixPath(*(_safe_part(part) for part in stem.parts))
+            items.append(InputItem(path, _kind(path), safe))
     return items
+
+
+def _safe_part(part: str) -> str:
+    """A path component that cannot leave its folder: "." and ".." (any run of dots) become underscores."""
+    return "_" * len(part) if set(part) <= {"."} else part
+
+
+def output_claims(item: InputItem, video_out: bool) -> list[PurePosixPath]:
+    """The paths, relative to the output folder, that ``item`` writes (a video's folder as a whole)."""
+    if item.kind == "image":
+        return [item.stem.with_name(item.stem.name + suffix) for suffix in ("_depth.npy", "_depth.png")]
+    claims = [item.stem]
+    if video_out:
+        claims.append(item.stem.with_name(item.stem.name + "_side_by_side.mp4"))
+    return claims
+
+
+class _Claims:
+    """Output paths taken so far; a new path collides with one that is equal, inside or around it."""
+
+    def __init__(self):
+        self.paths: set[PurePosixPath] = set()
+        self.around: set[PurePosixPath] = set()  # every folder that holds a taken path
+
+    def add(self, paths: Sequence[PurePosixPath]) -> None:
+        self.paths.update(paths)
+        for path in paths:
+            self.around.update(path.parents)
+
+    def collide(self, path: PurePosixPath) -> bool:
+        return path in self.paths or path in self.around or any(p in self.paths for p in path.parents)
+
+
+def _safe_name(name) -> PurePosixPath | None:
+    """A manifest's ``name`` as a relative path inside the output folder, or None if it is not one."""
+    if not isinstance(name, str) or not name:
+        return None
+    path = PurePosixPath(name)
+    ok = not path.is_absolute() and all(_safe_part(part) == part for part in path.parts)
+    return path if ok else None
+
+
+def _on_disk(out_dir: Path, claim: PurePosixPath) -> bool:
+    """Whether ``claim`` is taken in ``out_dir``: it exists, or a folder on its way is a file or a link
+    (writing through a link could leave the output folder)."""
+    for parent in reversed(claim.parents[:-1]):
+        p = out_dir / parent
+        if p.is_symlink() or (p.exists() and not p.is_dir()):
+            return True
+    p = out_dir / claim
+    return p.exists() or p.is_symlink()
+
+
+def plan_outputs(
+    items: list[InputItem], out_dir: Path, earlier: list[dict], video_out: bool
+) -> list[dict | None]:
+    """Give every item output names that overwrite nothing but its own earlier outputs (sets ``stem``).
+
+    An item keeps its name if it is free: not written by an item before it, not on disk, and not listed
+    for another input in ``earlier`` (the manifest of previous runs into ``out_dir``); an input
+    predicted before keeps the name it got then and replaces those files. A taken name gets ``_2``,
+    ``_3``, ... (``x.mp4`` beside a folder ``x/`` writes its frames to ``x_2/``).
+
+    Returns:
+        Per item, the ``earlier`` entry its outputs replace, or None.
+    """
+    by_input: dict[tuple[str, str], dict] = {}
+    for entry in earlier:
+        if _safe_name(entry.get("name")) is not None:
+            by_input.setdefault((os.path.realpath(str(entry.get("input"))), entry.get("kind")), entry)
+    previous = [by_input.get((os.path.realpath(item.path), item.kind)) for item in items]
+    replaced = {id(e) for e in previous if e is not None}
+    taken = _Claims()
+    for entry in earlier:  # outputs of inputs not predicted again stay, and so do their names
+        name = _safe_name(entry.get("name"))
+        if name is not None and id(entry) not in replaced:
+            kind = "video" if entry.get("kind") == "video" else "image"
+            taken.add(output_claims(InputItem(Path(), kind, name), video_out=True))
+    for i, item in enumerate(items):
+        own: set[PurePosixPath] = set()
+        if previous[i] is not None:
+            item.stem = _safe_name(previous[i]["name"])
+            own = set(output_claims(item, video_out=True))
+        base, k = item.stem, 1
+        while any(
+            taken.collide(c) or (c not in own and _on_disk(out_dir, c))
+            for c in output_claims(item, video_out)
+        ):
+            if previous[i] is not None:  # renamed after all: the earlier outputs stay, with their entry
+                taken.add(sorted(own))
+                previous[i], own = None, set()
+            k += 1
+            item.stem = base.with_name(f"{base.name}_{k}")
+        taken.add(output_claims(item, video_out))
+    return previous
+
+
+def _read_manifest(path: Path) -> list[dict]:
+    """The ``outputs`` of an existing ``predictions.json`` ([] if there is none)."""
+    if not path.exists():
+        return []
+    try:
+        outputs = json.loads(path.read_text())["outputs"]
+        if not isinstance(outputs, list) or not all(isinstance(e, dict) for e in outputs):
+            raise TypeError("outputs is not a list of entries")
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
+        raise InputError(
+            path,
+            f"not a predictions manifest ({e.__class__.__name__}); move it away or choose another --output",
+        ) from None
+    return outputs
 
 
 def _kind(path: Path) -> str:
@@ -583,8 +719,15 @@ def predict_paths(
     Per image ``<name>``: ``<name>_depth.png`` (magma on inverse depth, near = bright; with a colour bar
     in depth units if ``legend``) and ``<name>_depth.npy`` (float32 ``H x W`` at the image's own size).
     Per video ``<name>``: the same per frame in ``<name>/<frame>_depth.*`` and, if ``video_out``,
-    ``<name>_side_by_side.mp4`` (input | depth). ``predictions.json`` lists every output with its units,
-    scale factor and intrinsics. All files are written atomically.
+    ``<name>_side_by_side.mp4`` (input | depth). ``predictions.json`` lists every output with its name,
+    checkpoint, units, scale factor and intrinsics.
+
+    Nothing already in ``out_dir`` is lost: names that collide (with each other, with files there, or
+    with another input's outputs from an earlier run) get distinct names (`plan_outputs`); only an
+    input predicted again replaces its own earlier outputs, and the manifest keeps the entries of
+    earlier runs. Everything is written into a hidden staging folder in ``out_dir`` and moved into
+    place at the end, so a failed run leaves no partial maps (a killed run's staging folder is deleted
+    by the next run). No file is written outside ``out_dir``.
 
     Args:
         checkpoint: a training checkpoint (`sa4depth.train.run.load_checkpoint`).
@@ -603,20 +746,21 @@ def predict_paths(
         The number of depth maps written (images plus video frames).
 
     Raises:
-        InputError: missing/corrupt/unsupported inputs, an unreadable checkpoint, bad options.
+        InputError: missing/corrupt/unsupported inputs, an unreadable checkpoint or manifest, an output
+            folder that is a file or not writable, bad options.
     """
     if batch_size < 1:
         raise InputError("--batch-size", f"must be at least 1, got {batch_size}")
     _check_scaling(scale, camera_height)
-    items = collect_inputs(inputs)
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise InputError(out_dir, "output path exists and is not a folder")
+    out_dir = check_output_folder(out_dir)
+    items = collect_inputs(inputs, exclude=out_dir)
+    manifest_path = out_dir / MANIFEST
+    earlier = _read_manifest(manifest_path)
     predictor = DepthPredictor.from_checkpoint(checkpoint)
     if camera_height is not None and fx is None and fov is None:
         predictor.intrinsics(predictor.width, predictor.height)  # fail now, not after the first batch
-    out_dir.mkdir(parents=True, exist_ok=True)
-    manifest = {
+    previous = plan_outputs(items, out_dir, earlier, video_out)
+    run = {
         "checkpoint": str(checkpoint),
         "network_resolution": [predictor.height, predictor.width],
         "units": (
@@ -627,7 +771,6 @@ def predict_paths(
             else NETWORK_UNITS
         ),
         "intrinsics_source": "fx/fov" if fx is not None or fov is not None else predictor.intrinsics_source,
-        "outputs": [],
     }
     images = [it for it in items if it.kind == "image"]
     videos = [it for it in items if it.kind == "video"]
@@ -635,20 +778,47 @@ def predict_paths(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    created = not out_dir.exists()
+    entries: list[dict] = []
     written = 0
-    with Progress(*columns, disable=not progress) as bar:
-        task = bar.add_task("predicting depth", total=sum(totals) or None)
-        options = dict(scale=scale, camera_height=camera_height, legend=legend, fx=fx, fov=fov)
-        for chunk in _batched(images, batch_size):
-            written += _predict_images(predictor, chunk, out_dir, manifest, **options)
-            bar.advance(task, len(chunk))
-        for item in videos:
-            advance = functools.partial(bar.advance, task)
-            written += _predict_video(
-                predictor, item, out_dir, batch_size, video_out, manifest, advance, **options
-            )
-    atomic_write_text(out_dir / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+    try:
+        with staging_folder(manifest_path) as stage, Progress(*columns, disable=not progress) as bar:
+            task = bar.add_task("predicting depth", total=sum(totals) or None)
+            options = dict(scale=scale, camera_height=camera_height, legend=legend, fx=fx, fov=fov)
+            places = (stage, out_dir)
+            for chunk in _batched(images, batch_size):
+                written += _predict_images(predictor, chunk, places, entries, **options)
+                bar.advance(task, len(chunk))
+            for item in videos:
+                advance = functools.partial(bar.advance, task)
+                written += _predict_video(
+                    predictor, item, places, batch_size, video_out, entries, advance, **options
+                )
+            _move_into_place(items, stage, out_dir, video_out)
+            replaced = {id(e) for e in previous if e is not None}
+            outputs = [e for e in earlier if id(e) not in replaced]
+            outputs += [{**e, "checkpoint": run["checkpoint"]} for e in entries]
+            atomic_write_text(manifest_path, json.dumps({**run, "outputs": outputs}, indent=2) + "\n")
+    except BaseException:
+        if created:
+            with contextlib.suppress(OSError):  # not empty: something was moved in; keep it
+                out_dir.rmdir()
+        raise
     return written
+
+
+def _move_into_place(items: list[InputItem], stage: Path, out_dir: Path, video_out: bool) -> None:
+    """Rename every staged output to its place in ``out_dir`` (a video's frame folder as a whole)."""
+    for item in items:
+        for claim in output_claims(item, video_out):
+            staged, final = stage / claim, out_dir / claim
+            if not staged.exists():
+                continue
+            final.parent.mkdir(parents=True, exist_ok=True)
+            if staged.is_dir():
+                replace_folder(staged, final)  # the same video predicted before: its old frames go
+            else:
+                os.replace(staged, final)
 
 
 def _scaling(predictor, item, images, depths, scale, camera_height, fx, fov) -> tuple[float, str, dict]:
@@ -661,27 +831,35 @@ def _scaling(predictor, item, images, depths, scale, camera_height, fx, fov) -> 
     return factor, camera_height_label(camera_height), {"camera_height_network_units": h_net}
 
 
-def _predict_images(predictor, chunk, out_dir, manifest, *, scale, camera_height, legend, fx, fov) -> int:
+def _predict_images(predictor, chunk, places, entries, *, scale, camera_height, legend, fx, fov) -> int:
+    """Predict a batch of images into the staging folder; append their manifest entries (final paths).
+
+    Args:
+        places: ``(staging folder, output folder)``.
+    """
+    stage, out_dir = places
     originals = [read_image(it.path) for it in chunk]
     for item, image, depth in zip(chunk, originals, predictor.predict(originals), strict=True):
         factor, units, extra = _scaling(predictor, item, [image], [depth], scale, camera_height, fx, fov)
-        paths = save_depth_outputs(out_dir, item.stem, depth * factor, legend=units if legend else None)
+        save_depth_outputs(stage, item.stem, depth * factor, legend=units if legend else None)
+        npy, png = output_claims(item, video_out=False)
         try:
             K = predictor.intrinsics(image.shape[1], image.shape[0], fx, fov).tolist()
         except InputError:
             K = None
-        entry = {"input": str(item.path), "kind": "image", **paths, "units": units, "scale_factor": factor}
-        manifest["outputs"].append({**entry, "K": K, **extra})
+        entry = {"input": str(item.path), "kind": "image", "name": str(item.stem)}
+        entry.update(npy=str(out_dir / npy), png=str(out_dir / png), units=units, scale_factor=factor)
+        entries.append({**entry, "K": K, **extra})
     return len(chunk)
 
 
 def _predict_video(
     predictor,
     item,
-    out_dir,
+    places,
     batch_size,
     video_out,
-    manifest,
+    entries,
     advance,
     *,
     scale,
@@ -690,6 +868,12 @@ def _predict_video(
     fx,
     fov,
 ) -> int:
+    """Predict every frame of a video into the staging folder; append its manifest entry (final paths).
+
+    Args:
+        places: ``(staging folder, output folder)``.
+    """
+    stage, out_dir = places
     count, fps = _video_info(item.path)
     sample, sample_depths = [], []
     if camera_height is not None:
@@ -699,8 +883,7 @@ def _predict_video(
         sample_depths = [d for batch in _batched(sample, batch_size) for d in predictor.predict(batch)]
     factor, units, extra = _scaling(predictor, item, sample, sample_depths, scale, camera_height, fx, fov)
     label = units if legend else None
-    frame_dir = out_dir / item.stem
-    video_path = out_dir / f"{item.stem}_side_by_side.mp4"
+    frame_dir, *side_by_side = output_claims(item, video_out)
     disp_range, n = None, 0
     with contextlib.ExitStack() as stack:
         writer = None
@@ -710,17 +893,20 @@ def _predict_video(
                 depth = depth * factor
                 # One colour range per video, from its first frame, so the brightness does not flicker.
                 disp_range = disp_range or disparity_range(depth)
-                save_depth_outputs(frame_dir, f"{index:06d}", depth, legend=label, disp_range=disp_range)
+                save_depth_outputs(
+                    stage / frame_dir, f"{index:06d}", depth, legend=label, disp_range=disp_range
+                )
                 if video_out:
                     if writer is None:
                         size = (2 * frame.shape[1], frame.shape[0])
-                        writer = stack.enter_context(AtomicVideoWriter(video_path, fps, size))
+                        writer = stack.enter_context(AtomicVideoWriter(stage / side_by_side[0], fps, size))
                     writer.write(np.hstack([frame, colorize_depth(depth, disp_range=disp_range)]))
                 n += 1
             advance(len(batch))
     if count and n < count:
         logger.warning("%s: decoded %d of %d frames (truncated or damaged file?)", item.path, n, count)
-    entry = {"input": str(item.path), "kind": "video", "frames": n, "frame_dir": str(frame_dir)}
-    entry["side_by_side"] = str(video_path) if video_out else None
-    manifest["outputs"].append({**entry, "units": units, "scale_factor": factor, **extra})
+    entry = {"input": str(item.path), "kind": "video", "name": str(item.stem), "frames": n}
+    entry["frame_dir"] = str(out_dir / frame_dir)
+    entry["side_by_side"] = str(out_dir / side_by_side[0]) if video_out else None
+    entries.append({**entry, "units": units, "scale_factor": factor, **extra})
     return n

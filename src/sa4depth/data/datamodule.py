@@ -83,6 +83,14 @@ class DepthDataModule(L.LightningDataModule):
             self.train_set = build_dataset(
                 self.cfg, self.cfg.train_split, train=self.cfg.augment, seed=self.seed
             )
+            if len(self.train_set) < self.cfg.batch_size:
+                # The training loader drops the last incomplete batch: no step would ever run.
+                raise InputError(
+                    self.cfg.root,
+                    f"config key 'data.batch_size' is {self.cfg.batch_size}, but split "
+                    f"{self.cfg.train_split!r} has only {len(self.train_set)} training samples: "
+                    "no full batch to train on; lower data.batch_size or add data",
+                )
         if stage in (None, "fit", "validate") and self.val_set is None:
             val = build_dataset(self.cfg, self.cfg.val_split, train=False)
             if 0 < self.cfg.max_val_samples < len(val):

@@ -130,7 +130,16 @@ class FolderDataset(SnippetDataset):
         }
         depth_path = seq.depth_path(index)
         if depth_path is not None:
-            depth = resize_depth(layout.read_depth(depth_path), self.height, self.width)
+            depth = layout.read_depth(depth_path)
+            if depth.shape != target_shape[:2]:
+                # Resizing would hide a map of another frame or camera (evaluate then scores garbage).
+                raise InputError(
+                    depth_path,
+                    f"depth map is {depth.shape[1]}x{depth.shape[0]} but its image "
+                    f"{seq.frames[index].name} is {target_shape[1]}x{target_shape[0]}: "
+                    "ground truth must have the size of its image",
+                )
+            depth = resize_depth(depth, self.height, self.width)
             sample["depth"], sample["has_depth"] = torch.from_numpy(depth)[None], True
         else:
             sample["depth"], sample["has_depth"] = torch.zeros(1, self.height, self.width), False

@@ -30,7 +30,6 @@ import math
 import os
 import re
 import shutil
-import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +55,9 @@ DEFAULT_STATIC_THRESHOLD = 0.005
 THUMBNAIL_WIDTH = 64
 #: Frames a sequence needs: a target and its previous and next frame.
 MIN_FRAMES = 3
+#: Output frame sizes allowed, per side: 8 is the least the networks' pyramids make sense of; 4096 (50 MB
+#: per RGB frame) is far above any training resolution.
+MIN_SIZE, MAX_SIZE = 8, 4096
 FORMAT_VERSION = 1
 
 
@@ -310,6 +312,12 @@ def _prepare_source(source: _Source, staging: Path, size, opts: _Intrinsics, sel
             native = image.shape[:2]
             K_native, stats["intrinsics"] = _native_K(source, native[1], native[0], opts)
             crop = center_crop_box(native[1], native[0], height, width)
+            if min(crop[2:]) < MIN_SIZE:
+                raise InputError(
+                    path,
+                    f"frames are {native[1]}x{native[0]}: the {width}:{height} crop of them is "
+                    f"{crop[2]}x{crop[3]}, smaller than {MIN_SIZE}x{MIN_SIZE} pixels",
+                )
             stats["native_size"] = [native[1], native[0]]
             stats["crop"] = list(crop)
             stats["K_native"] = K_native.tolist()
@@ -368,8 +376,8 @@ def _chunk_bounds(n: int, chunk: int) -> list[tuple[int, int]]:
 
 def _check_options(height, width, cam, focal, fov, stride, fps, static_threshold, val_fraction, chunk):
     for label, value in (("--height", height), ("--width", width)):
-        if int(value) != value or value < 8:
-            raise InputError(label, f"must be an integer >= 8, got {value}")
+        if int(value) != value or not MIN_SIZE <= value <= MAX_SIZE:
+            raise InputError(label, f"must be an integer in [{MIN_SIZE}, {MAX_SIZE}], got {value}")
     if sum(x is not None for x in (cam, focal, fov)) > 1:
         raise InputError("--cam/--focal/--fov", "give at most one source of intrinsics")
     if focal is not None and not (math.isfinite(focal) and focal > 0):
@@ -423,7 +431,7 @@ def prepare_dataset(
     """Turn videos and/or folders of frames into a training dataset at ``out`` (see the module docstring).
 
     Everything is written into a temporary folder beside ``out`` that is renamed at the end, so a failure or
-    a kill leaves no half-written dataset.
+    a kill leaves no half-written dataset (and the next run deletes a killed run's temporary folder).
 
     Args:
         inputs: video files, folders of frames, or folders of videos.
@@ -456,11 +464,8 @@ def prepare_dataset(
     opts = _Intrinsics(Path(cam) if cam is not None else None, focal, fov)
     if opts.cam is not None:
         layout.read_cam(opts.cam)  # a malformed file fails before any decoding
-    out.parent.mkdir(parents=True, exist_ok=True)
-    # Not tempfile.mkdtemp: that makes the folder private (0700), and it becomes the dataset itself.
-    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:12]}"
-    tmp.mkdir()
-    try:
+    # Locked while in use, so the next run can tell a killed run's leftover from a live one and delete it.
+    with layout.staging_folder(out) as tmp:
         summary = _build(
             tmp,
             sources,
@@ -477,16 +482,7 @@ def prepare_dataset(
         layout.atomic_write_text(
             tmp / "meta.yaml", yaml.safe_dump(summary, sort_keys=False, default_flow_style=None)
         )
-        if out.exists():
-            old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:12]}"
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        layout.replace_folder(tmp, out)
     summary["out"] = str(out)
     log.info("prepared %d sequences in %s", len(summary["sequences"]), out)
     return summary

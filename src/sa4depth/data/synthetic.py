@@ -18,8 +18,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import shutil
-import uuid
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -1002,11 +1000,8 @@ def _render_specs(
         raise InputError(
             out, "output folder already exists and is not empty (pass overwrite=True to replace it)"
         )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    # Not tempfile.mkdtemp: that makes the folder private (0700), and it becomes the dataset itself.
-    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:12]}"
-    tmp.mkdir()
-    try:
+    # Locked while in use, so the next run can tell a killed run's leftover from a live one and delete it.
+    with layout.staging_folder(out) as tmp:
         entries = _render_all(tmp, specs, options, progress, workers)
         for split in layout.SPLITS:
             items = [(name, i) for name, s, spec in specs if s == split for i in range(1, spec.frames - 1)]
@@ -1016,19 +1011,7 @@ def _render_specs(
         import yaml
 
         layout.atomic_write_text(tmp / "meta.yaml", yaml.safe_dump(meta, sort_keys=False))
-        if out.exists():
-            old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:12]}"
-            os.replace(out, old)
-            os.replace(tmp, out)
-            if old.is_dir():
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                old.unlink()
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        layout.replace_folder(tmp, out)
     log.info("wrote %d synthetic sequences to %s", len(specs), out)
     return out
 
@@ -1134,7 +1117,8 @@ def render_dataset(
     Sequences ``<scene>_000, <scene>_001, ...`` get independent seeds, log-uniform speed factors (one
     per stratum of ``speed_range``, shuffled) and uniform camera heights. The first sequences form the
     train split, then val, then test; split files list every frame with a previous and a next frame.
-    Frames are written into a temporary folder beside ``out`` that is renamed at the end.
+    Frames are written into a temporary folder beside ``out`` that is renamed at the end (one left by a
+    killed run is deleted on the next).
 
     Args:
         out: dataset root to create (must not exist or be empty, unless ``overwrite``).
