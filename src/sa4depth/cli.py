@@ -51,6 +51,18 @@ def _add_synth(sub) -> None:
 def _run_synth(args) -> None:
     from sa4depth.data import synthetic
 
+    # The renderer's own checks raise ValueError (it is a library call); here they are user input.
+    for option, value, least in (("--sequences", args.sequences, 1), ("--frames", args.frames, 3)):
+        if value < least:
+            what = (
+                "sequence" if option == "--sequences" else "frames per sequence (a target and two neighbours)"
+            )
+            raise InputError(option, f"must be at least {least} {what}, got {value}")
+    for option, value in (("--height", args.height), ("--width", args.width)):
+        if value is not None and not 8 <= value <= 4096:
+            raise InputError(option, f"must be in [8, 4096] pixels, got {value}")
+    if args.workers < 1:
+        raise InputError("--workers", f"must be at least 1 rendering process, got {args.workers}")
     common = dict(scene=args.scene, workers=args.workers, overwrite=args.overwrite, progress=True)
     if args.benchmark:
         path = synthetic.benchmark_set(args.out, height=args.height or 96, width=args.width or 320, **common)
@@ -120,19 +132,30 @@ def _add_evaluate(sub) -> None:
 
 def _run_evaluate(args) -> None:
     from sa4depth.config import config_from_dict, config_to_dict
+    from sa4depth.data.layout import check_output_file
     from sa4depth.demo import COLUMNS, flat_summary
     from sa4depth.eval.evaluate import evaluate_model
     from sa4depth.eval.report_table import format_table, write_metrics_json
     from sa4depth.train.run import load_checkpoint
 
+    check_output_file(args.output)  # before the evaluation, not after it
+    for item in args.overrides:
+        if "=" not in item:  # OmegaConf would read it as "set to None", blamed on the checkpoint
+            raise InputError("command line", f"override {item!r} is not key=value")
     system, cfg = load_checkpoint(args.checkpoint)
     if args.overrides:
         from omegaconf import OmegaConf
+        from omegaconf.errors import OmegaConfBaseException
 
-        merged = OmegaConf.merge(
-            OmegaConf.create(config_to_dict(cfg)), OmegaConf.from_dotlist(args.overrides)
-        )
-        cfg = config_from_dict(OmegaConf.to_container(merged))
+        try:
+            merged = OmegaConf.merge(
+                OmegaConf.create(config_to_dict(cfg)), OmegaConf.from_dotlist(args.overrides)
+            )
+            cfg = config_from_dict(OmegaConf.to_container(merged))
+        except OmegaConfBaseException as e:
+            raise InputError("command line", str(e).splitlines()[0]) from None
+        except InputError as e:  # the checkpoint's own config was valid: the overrides are to blame
+            raise InputError("command line", e.problem) from None
     results = evaluate_model(system.model, cfg, split=args.split, protocol=args.protocol, progress=True)
     results["checkpoint"] = str(args.checkpoint)
     write_metrics_json(args.output, results)

@@ -6,13 +6,14 @@
 from __future__ import annotations
 
 import io
+import math
 import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from sa4depth.data.layout import atomic_write_bytes, read_image
+from sa4depth.data.layout import atomic_write_bytes, check_output_file, read_image
 from sa4depth.errors import InputError
 from sa4depth.geometry import Camera, pixel_grid
 
@@ -162,12 +163,19 @@ def predict_point_cloud(
 
     Returns:
         The number of points written.
+
+    Raises:
+        InputError: bad options, an unreadable image or checkpoint, or an output that is a folder or
+            cannot be written.
     """
     from sa4depth.predict import DepthPredictor, _check_scaling
 
     _check_scaling(scale, camera_height)
     if stride < 1:
         raise InputError("--stride", f"must be at least 1, got {stride}")
+    if max_depth is not None and not (math.isfinite(max_depth) and max_depth > 0):
+        raise InputError("--max-depth", f"must be a positive number, got {max_depth}")
+    check_output_file(out_ply)  # a folder or a read-only place fails now, not after the prediction
     image = read_image(image_path)
     predictor = DepthPredictor.from_checkpoint(checkpoint)
     K = predictor.intrinsics(image.shape[1], image.shape[0], fx, fov)
