@@ -140,8 +140,6 @@ def export_model(
         except Exception as e:  # the tracer and the ONNX exporter raise many types
             raise InputError(checkpoint, f"{format} export failed ({_first_line(e)})") from None
     tracer_warnings = _unexpected_tracer_warnings(caught)
-    for text in tracer_warnings:
-        logger.warning("export trace: %s", text)
     tmp = _write_temporary(out_path, data)
     try:
         other = _check_inputs(height + 32, width + 64, 1)
@@ -171,6 +169,8 @@ def export_model(
             raise _cannot_write(out_path, e) from None
     finally:
         tmp.unlink(missing_ok=True)
+    for text in tracer_warnings:  # the export passed its checks, but other sizes may still differ
+        logger.warning("%s: the tracer warned: %s", out_path, text)
     logger.info("exported %s: max abs diff %.3g", out_path, result["max_abs_diff"])
     return result
 
