@@ -391,10 +391,10 @@ def _describe_run(out: Path, found: list[str]) -> str:
     """``found`` entries of a run folder, with the step of its ``last.ckpt`` when readable."""
     parts = []
     for name in found:
-        if name != "checkpoints":
+        checkpoints = sorted((out / name).glob("*.ckpt")) if name == "checkpoints" else []
+        if not checkpoints:
             parts.append(name + ("/" if (out / name).is_dir() else ""))
-            continue
-        for ckpt in sorted((out / name).glob("*.ckpt")):
+        for ckpt in checkpoints:
             try:
                 step = torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)["global_step"]
                 parts.append(f"{name}/{ckpt.name} at step {step}")
