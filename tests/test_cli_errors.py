@@ -156,7 +156,7 @@ def test_config_value_of_the_wrong_type(capsys):
 
 
 def test_unknown_encoder(capsys, world):
-    check(capsys, train_args(world, "model.encoder=resnet7"), "config", "unknown encoder 'resnet7'")
+    check(capsys, train_args(world, "model.encoder=resnet7"), "command line", "'model.encoder'", "'resnet7'")
 
 
 def test_sync_batchnorm_on_cpu(capsys, world):

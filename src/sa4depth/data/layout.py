@@ -178,6 +178,7 @@ def staging_folder(target: str | os.PathLike) -> Iterator[Path]:
             "is the current folder or holds it, so it cannot be replaced: give another output folder "
             "or run from elsewhere",
         )
+    _check_writable_parent(target, target.parent)
     remove_abandoned(target)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -631,7 +631,8 @@ def load_checkpoint(path: str | Path) -> tuple[DepthPoseSystem, Config]:
     # NaN weights (a diverged run, or a crafted file) would give NaN depth with exit 0 everywhere.
     broken = [k for k, v in ckpt["state_dict"].items() if v.is_floating_point() and not v.isfinite().all()]
     if broken:
-        raise InputError(path, f"{len(broken)} weight tensors hold NaN or Inf, e.g. {broken[0]!r}; diverged?")
+        detail = f"{len(broken)} tensors, e.g. {broken[0]!r}"
+        raise InputError(path, f"weights hold NaN or Inf ({detail}); did the training diverge?")
     system.load_state_dict(ckpt["state_dict"])
     system.eval()
     return system, cfg
