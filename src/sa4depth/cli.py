@@ -289,18 +289,21 @@ def _add_demo(sub) -> None:
     )
     p.add_argument("--out", default="runs/demo", help="output folder (data, runs, comparison table)")
     p.add_argument(
-        "--steps", type=int, default=600, help="training steps per model (600: ~10 min in all on 2 cores)"
+        "--steps",
+        type=int,
+        help="training steps per model (default: the CPU recipe's, src/sa4depth/recipes/synthetic_cpu.yaml)",
     )
-    p.add_argument("--quick", action="store_true", help="a 1-minute smoke run (tiny data, few steps)")
+    p.add_argument("--quick", action="store_true", help="a smoke run of about a minute (tiny data, 20 steps)")
+    p.add_argument("--seed", type=int, default=0, help="training seed (default: %(default)s)")
     p.set_defaults(func=_run_demo)
 
 
 def _run_demo(args) -> None:
-    if args.steps < 1:
+    if args.steps is not None and args.steps < 1:
         raise InputError("--steps", f"must be at least 1 training step per model, got {args.steps}")
     from sa4depth.demo import run_demo
 
-    run_demo(args.out, steps=args.steps, quick=args.quick)
+    run_demo(args.out, steps=args.steps, quick=args.quick, seed=args.seed)
 
 
 def _add_prepare(sub) -> None:

@@ -1,11 +1,16 @@
 """The built-in default: render the synthetic benchmark world, train baseline and +SA4Depth, compare.
 
-`sa4depth demo` runs it end to end on a laptop CPU and writes a table, a JSON file and pictures.
+`sa4depth demo` runs it end to end on a laptop CPU (the CPU recipe, `sa4depth.recipes`) and writes a
+table with its context, a JSON file and a picture.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import multiprocessing
+import os
+import sys
 import time
 from pathlib import Path
 
@@ -14,7 +19,9 @@ import torch
 
 from sa4depth.config import load_config
 from sa4depth.data.layout import atomic_write_text
+from sa4depth.errors import InputError
 from sa4depth.eval.report_table import format_table, write_metrics_json
+from sa4depth.recipes import recipe_path
 
 logger = logging.getLogger(__name__)
 
@@ -22,20 +29,12 @@ VARIANTS = {
     "monodepth2": [],
     "monodepth2+sa4depth": ["refine.enabled=true"],
 }
-
+RECIPE = "synthetic_cpu"
 DEMO_RESOLUTION = (64, 192)
-# ImageNet-pretrained EfficientNet-Lite0 (shipped in a PyPI wheel) learns in a CPU-sized budget; the
-# static synthetic world has no objects moving with the camera, so auto-masking only removes signal.
-DEMO_OVERRIDES = [
-    "model.encoder=efficientnet_lite0",
-    "model.pretrained=imagenet",
-    "loss.automask=false",
-    "trainer.val_check_interval=1.0",
-]
 QUICK_STEPS = 20
-# The budget of the committed comparison (benchmarks/results/compare_md2): on 2 CPU cores about 4 min for
-# the baseline and 6 min for +SA4Depth at 64x192, batch 4.
-DEFAULT_STEPS = 600
+# Measured from a fresh clone on an idle 2-core machine (README, "Two commands"): rendering, both
+# trainings side by side (one core each) and the evaluation.
+EXPECTED_MINUTES = {"full": 9, "quick": 1}
 
 COLUMNS = [
     "abs_rel",
@@ -48,6 +47,18 @@ COLUMNS = [
     "pose_depth_ratio",
     "ate_5frame",
 ]
+# Column titles as the README writes them, with the direction that is better.
+TITLES = {
+    "abs_rel": "AbsRel ↓",
+    "sq_rel": "SqRel ↓",
+    "rmse": "RMSE (m) ↓",
+    "rmse_log": "RMSElog ↓",
+    "a1": "δ<1.25 ↑",
+    "seq_scale_std": "Seq Scale Std ↓",
+    "within_seq_cv": "within-seq CV ↓",
+    "pose_depth_ratio": "pose-depth ratio (1 = aligned)",
+    "ate_5frame": "5-frame ATE (m) ↓",
+}
 
 
 def flat_summary(results: dict) -> dict[str, float]:
@@ -62,32 +73,89 @@ def flat_summary(results: dict) -> dict[str, float]:
     return row
 
 
+def number_of_sequences(results: dict) -> int:
+    """How many test sequences the scale-consistency numbers of one result were computed over."""
+    return int(results.get("scale_consistency", {}).get("num_sequences", 0))
+
+
+def comparison_markdown(rows: dict[str, dict], context: dict, n_sequences: int) -> str:
+    """``comparison.md``: what was run (steps, seed, resolution, split, units) and the table.
+
+    Seq Scale Std needs at least two test sequences; with fewer it reads "n/a" instead of a number.
+    """
+    table_rows = {}
+    for name, row in rows.items():
+        row = dict(row)
+        if n_sequences < 2:
+            row["seq_scale_std"] = "n/a: needs >= 2 sequences"
+        table_rows[name] = {TITLES[k]: row.get(k) for k in COLUMNS}
+    lines = [
+        "# sa4depth demo: Monodepth2 vs Monodepth2 + SA4Depth",
+        "",
+        f"- Training: {context['steps']} steps per model, batch {context['batch_size']}, seed "
+        f"{context['seed']}, {context['height']}x{context['width']}, recipe `{context['recipe']}` "
+        f"(`{context['recipe_file']}`); both models get the same budget and data.",
+        f"- Evaluation: the `{context['split']}` split of `{context['data_root']}` "
+        f"({context['frames']} frames from {n_sequences} held-out sequence{'s' if n_sequences != 1 else ''}, "
+        "never trained on); "
+        "depth per image with median scaling, ground truth in metres (RMSE and ATE in metres).",
+        "- ↓ lower is better, ↑ higher is better; the pose-depth ratio is best at 1. Seq Scale Std: "
+        "std / mean of the per-sequence mean scale; within-seq CV: mean coefficient of variation of the "
+        "per-frame scale inside a sequence (docs/protocols.md).",
+        f"- Training time: {context['train_seconds']}.",
+        "",
+        format_table(table_rows, precision=4),
+        "",
+    ]
+    return "\n".join(lines)
+
+
 def depth_figure(models: dict, dataset, out_png: Path, n: int = 4) -> None:
-    """A grid of test frames: image, ground truth, then each model's predicted depth (inverse, magma)."""
+    """A grid of test frames: image, ground truth, then each model's depth, with a colour bar per row.
+
+    All depth panels of a row share one inverse-depth colour scale (the ground truth's 1-99 %
+    range), so the models are compared on the same colours; predictions are median-scaled to the
+    ground truth first, as the metrics are, and each panel's title carries its AbsRel.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from sa4depth.predict import colorize_depth
+    from matplotlib import colors
 
     indices = np.linspace(0, len(dataset) - 1, n).astype(int)
     cols = 2 + len(models)
-    fig, axes = plt.subplots(n, cols, figsize=(3.2 * cols, 1.2 * n + 0.6), squeeze=False)
+    fig, axes = plt.subplots(
+        n,
+        cols + 1,
+        figsize=(3.2 * cols + 0.5, 1.3 * n + 0.6),
+        squeeze=False,
+        gridspec_kw={"width_ratios": [1] * cols + [0.05]},
+    )
     for r, idx in enumerate(indices):
         sample = dataset[int(idx)]
         image = sample["images"][0]
-        panels = [image.permute(1, 2, 0).numpy()]
         gt = sample["depth"][0].numpy()
-        panels.append(colorize_depth(np.where(gt > 0, gt, gt.max())))
+        valid = gt > 0
+        inv_gt = 1.0 / gt[valid]
+        norm = colors.Normalize(*np.percentile(inv_gt, [1, 99]))
+        axes[r, 0].imshow(image.permute(1, 2, 0).numpy())
+        axes[r, 1].imshow(np.ma.masked_where(~valid, 1.0 / np.where(valid, gt, 1.0)), cmap="magma", norm=norm)
+        axes[r, 1].set_title("ground truth (sky: none)" if r == 0 else "", fontsize=8)
         with torch.inference_mode():
-            for model in models.values():
-                panels.append(colorize_depth(model.depth_net.predict_depth(image[None])[0, 0].numpy()))
-        for c, panel in enumerate(panels):
-            axes[r, c].imshow(panel)
-            axes[r, c].axis("off")
-    for c, title in enumerate(["image", "ground truth", *models]):
-        axes[0, c].set_title(title, fontsize=9)
+            for c, (name, model) in enumerate(models.items(), start=2):
+                pred = model.depth_net.predict_depth(image[None])[0, 0].numpy()
+                pred = pred * np.median(gt[valid]) / np.median(pred[valid])
+                abs_rel = float(np.mean(np.abs(pred[valid] - gt[valid]) / gt[valid]))
+                im = axes[r, c].imshow(1.0 / pred, cmap="magma", norm=norm)
+                axes[r, c].set_title(f"{name if r == 0 else ''}  AbsRel {abs_rel:.3f}", fontsize=8)
+        bar = fig.colorbar(im, cax=axes[r, -1])
+        lo, hi = norm.vmin, norm.vmax
+        bar.set_ticks([lo, hi], labels=[f"far {1 / lo:.0f} m", f"near {1 / hi:.1f} m"], fontsize=7)
+        for a in axes[r, :-1]:
+            a.axis("off")
+    axes[0, 0].set_title("image", fontsize=8)
+    fig.suptitle("inverse depth, one colour scale per row (the ground truth's)", fontsize=9)
     fig.tight_layout()
     tmp = out_png.with_suffix(".tmp.png")
     fig.savefig(tmp, dpi=90)
@@ -96,19 +164,39 @@ def depth_figure(models: dict, dataset, out_png: Path, n: int = 4) -> None:
 
 
 def train_and_evaluate(
-    run_dir: Path, overrides: list[str], split: str = "test", progress: bool = False
+    run_dir: Path,
+    overrides: list[str],
+    split: str = "test",
+    progress: bool = False,
+    recipe: str | Path | None = None,
+    resume: bool = False,
+    callbacks: list | None = None,
+    overwrite: bool = False,
 ) -> tuple[dict, object]:
-    """Train one configuration (defaults + ``overrides``) into ``run_dir`` and evaluate its last checkpoint.
+    """Train one configuration (``recipe`` + ``overrides``) into ``run_dir``; evaluate ``last.ckpt``.
+
+    Args:
+        run_dir: the run's output folder.
+        overrides: ``key=value`` config overrides.
+        split: the split to evaluate on.
+        progress: show training progress (`StepProgress`, or a progress bar among ``callbacks``).
+        recipe: a config file; None for the built-in defaults.
+        resume: continue from ``run_dir/checkpoints/last.ckpt``.
+        callbacks: extra Lightning callbacks.
+        overwrite: replace a run already in ``run_dir`` (else that is an `InputError`).
 
     Returns:
-        The `evaluate_model` results (plus ``train_seconds``) and the trained `DepthPoseModel`.
+        The `evaluate_model` results (plus ``train_seconds``, ``train_steps``), also written to
+        ``run_dir/metrics_<split>.json``, and the trained `DepthPoseModel`.
     """
     from sa4depth.eval.evaluate import evaluate_model
     from sa4depth.train.run import load_checkpoint, train
 
-    cfg = load_config(None, [f"output_dir={run_dir}", *overrides])
+    cfg = load_config(recipe, [f"output_dir={run_dir}", *overrides])
     start = time.time()
-    ckpt_dir = train(cfg, enable_progress_bar=progress)
+    ckpt_dir = train(
+        cfg, resume=resume, enable_progress_bar=progress, callbacks=callbacks, overwrite=overwrite
+    )
     seconds = time.time() - start
     system, cfg = load_checkpoint(ckpt_dir / "last.ckpt")
     results = evaluate_model(system.model, cfg, split=split)
@@ -118,51 +206,158 @@ def train_and_evaluate(
     return results, system.model
 
 
-def run_demo(out: str | Path, steps: int = DEFAULT_STEPS, quick: bool = False, seed: int = 0) -> dict:
-    """Render data (once), train each variant with the same step budget, evaluate on held-out sequences."""
+class _PlainStream:
+    """Standard output that never claims to be a terminal, so `StepProgress` prints whole lines."""
+
+    def write(self, text: str) -> None:
+        sys.stdout.write(text)
+
+    def flush(self) -> None:
+        sys.stdout.flush()
+
+    def isatty(self) -> bool:
+        return False
+
+
+def _train_child(name: str, run_dir: str, overrides: list[str], threads: int) -> None:
+    """One variant in its own process (the demo trains the variants side by side)."""
+    torch.set_num_threads(threads)
+    # Lightning's start and stop notices ("GPU available", "max_steps reached") twice over would bury
+    # the progress lines; warnings still show.
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    from sa4depth.train.run import StepProgress
+
+    # Plain lines (not a redrawn bar) even on a terminal: two runs share the screen.
+    progress = StepProgress(prefix=f"[{name}] ", stream=_PlainStream())
+    train_and_evaluate(
+        Path(run_dir),
+        overrides,
+        progress=True,
+        recipe=recipe_path(RECIPE),
+        callbacks=[progress],
+        overwrite=True,
+    )
+
+
+def train_variants(runs: dict[str, tuple[Path, list[str]]], parallel: bool) -> None:
+    """Train every variant; side by side in separate processes (one core each) when ``parallel``.
+
+    A failed child is an error naming its run folder (its own message is above it on the screen).
+    """
+    if not parallel:
+        for name, (run_dir, overrides) in runs.items():
+            _train_child(name, str(run_dir), overrides, torch.get_num_threads())
+        return
+    threads = max(1, (os.cpu_count() or 2) // len(runs))
+    ctx = multiprocessing.get_context("spawn")
+    procs = {
+        name: ctx.Process(target=_train_child, args=(name, str(run_dir), overrides, threads))
+        for name, (run_dir, overrides) in runs.items()
+    }
+    for p in procs.values():
+        p.start()
+    try:
+        for p in procs.values():
+            p.join()
+    except KeyboardInterrupt:
+        for p in procs.values():
+            p.join(timeout=60)  # the children got the same Ctrl-C and save their checkpoints
+        raise
+    for name, p in procs.items():
+        if p.exitcode != 0:
+            raise InputError(runs[name][0], f"training {name} failed (exit code {p.exitcode}); see above")
+
+
+def run_demo(
+    out: str | Path,
+    steps: int | None = None,
+    quick: bool = False,
+    seed: int = 0,
+    parallel: bool | None = None,
+) -> dict:
+    """Render data (once), train each variant with the same step budget, evaluate on held-out sequences.
+
+    Args:
+        out: output folder (data, runs, ``comparison.md``, ``comparison.json``, ``depth_comparison.png``).
+        steps: training steps per model; None for the recipe's.
+        quick: a smoke run: a tiny world and `QUICK_STEPS` steps.
+        seed: training seed.
+        parallel: train the variants side by side; None: when the machine has at least 2 cores.
+
+    Returns:
+        Variant name -> `evaluate_model` results on the test split.
+    """
     from sa4depth.data import synthetic
     from sa4depth.data.datamodule import build_dataset
 
+    recipe = load_config(recipe_path(RECIPE))
+    steps = QUICK_STEPS if quick and steps is None else steps or recipe.trainer.max_steps
+    if steps < 1:
+        raise InputError("--steps", f"must be at least 1 training step per model, got {steps}")
+    parallel = (os.cpu_count() or 1) >= 2 if parallel is None else parallel
+    minutes = EXPECTED_MINUTES["quick" if quick else "full"]
+    if not quick and steps != recipe.trainer.max_steps:
+        minutes = round(minutes * steps / recipe.trainer.max_steps)
+    print(f"sa4depth demo: {steps} training steps per model; expect about {minutes} min on 2 CPU cores")
     out = Path(out)
     data_root = out / ("data_quick" if quick else "data")
     height, width = DEMO_RESOLUTION
     if not (data_root / "splits").is_dir():
-        print(f"rendering the synthetic benchmark world into {data_root} ...")
+        print(f"rendering the synthetic benchmark world into {data_root} ...", flush=True)
         if quick:
             synthetic.render_dataset(
-                data_root,
-                scene="driving",
-                sequences=4,
-                frames=12,
-                height=height,
-                width=width,
-                seed=seed,
-                progress=True,
+                data_root, scene="driving", sequences=4, frames=12, height=height, width=width, seed=seed
             )
         else:
-            synthetic.benchmark_set(data_root, height=height, width=width)
-    steps = QUICK_STEPS if quick else steps
-    rows, models, results = {}, {}, {}
-    for name, extra in VARIANTS.items():
-        print(f"training {name} for {steps} steps ...")
-        overrides = [
-            f"data.root={data_root}",
-            f"data.height={height}",
-            f"data.width={width}",
-            f"trainer.max_steps={steps}",
-            f"trainer.seed={seed}",
-            *DEMO_OVERRIDES,
-            *extra,
-        ]
-        results[name], models[name] = train_and_evaluate(
-            out / "runs" / name.replace("+", "_"), overrides, progress=True
-        )
+            synthetic.benchmark_set(data_root, height=height, width=width, workers=2 if parallel else 1)
+    common = [
+        f"data.root={data_root}",
+        f"data.height={height}",
+        f"data.width={width}",
+        f"trainer.max_steps={steps}",
+        f"trainer.seed={seed}",
+        f"optim.warmup_steps={min(recipe.optim.warmup_steps, steps // 10)}",
+    ]
+    if quick:
+        common.append("trainer.val_check_interval=1.0")
+    runs = {
+        name: (out / "runs" / name.replace("+", "_"), [*common, *extra]) for name, extra in VARIANTS.items()
+    }
+    print(
+        f"training {', '.join(runs)} {'side by side' if parallel else 'one after the other'} ...", flush=True
+    )
+    start = time.time()
+    train_variants(runs, parallel)
+    train_seconds = time.time() - start
+
+    from sa4depth.train.run import load_checkpoint
+
+    results, models, rows = {}, {}, {}
+    for name, (run_dir, _) in runs.items():
+        results[name] = json.loads((run_dir / "metrics_test.json").read_text())
+        models[name] = load_checkpoint(run_dir / "checkpoints" / "last.ckpt")[0].model
         rows[name] = flat_summary(results[name])
-    table = format_table(rows, COLUMNS, precision=4)
-    atomic_write_text(out / "comparison.md", table + "\n")
+    cfg = load_config(recipe_path(RECIPE), common)
+    test_set = build_dataset(cfg.data, "test", train=False)
+    n_seq = number_of_sequences(next(iter(results.values())))
+    context = {
+        "steps": steps,
+        "batch_size": cfg.data.batch_size,
+        "seed": seed,
+        "height": height,
+        "width": width,
+        "recipe": RECIPE,
+        "recipe_file": f"src/sa4depth/recipes/{RECIPE}.yaml",
+        "split": "test",
+        "data_root": data_root,
+        "frames": len(test_set),
+        "train_seconds": ", ".join(f"{n} {results[n]['train_seconds']:.0f} s" for n in runs)
+        + f" ({'side by side' if parallel else 'one after the other'}, {train_seconds:.0f} s wall)",
+    }
+    text = comparison_markdown(rows, context, n_seq)
+    atomic_write_text(out / "comparison.md", text)
     write_metrics_json(out / "comparison.json", results)
-    cfg = load_config(None, [f"data.root={data_root}", f"data.height={height}", f"data.width={width}"])
-    depth_figure(models, build_dataset(cfg.data, "test", train=False), out / "depth_comparison.png")
-    print(table)
-    print(f"\nwritten: {out / 'comparison.md'}, {out / 'comparison.json'}, {out / 'depth_comparison.png'}")
+    depth_figure(models, test_set, out / "depth_comparison.png")
+    print(text)
+    print(f"written: {out / 'comparison.md'}, {out / 'comparison.json'}, {out / 'depth_comparison.png'}")
     return results

@@ -35,8 +35,11 @@ log = logging.getLogger(__name__)
 SCENES = ("driving", "indoor")
 #: KITTI's normalised intrinsics ``(fx / W, fy / H, cx / W, cy / H)``; cx = 0.5 is the image centre.
 KITTI_INTRINSICS = (0.58, 1.92, 0.5, 0.5)
-#: Mean camera motion per frame (metres) at speed factor 1; small, so that 64 x 192 images still train.
-BASE_SPEED = {"driving": 0.25, "indoor": 0.06}
+#: Mean camera motion per frame (metres) at speed factor 1. Driving: 0.75 m, three quarters of KITTI's
+#: ~1 m per frame at the same normalised focal length, so image motion is KITTI-like relative to the
+#: image width. At 0.25 m (before 2026-12) the median motion at 64 x 192 was 0.6-1.5 px and a third of
+#: the pixels moved under 0.5 px: depth learned ~2x slower on the curve (docs/design.md, "The CPU recipe").
+BASE_SPEED = {"driving": 0.75, "indoor": 0.06}
 CAMERA_HEIGHT_RANGE = {"driving": (1.4, 1.8), "indoor": (1.2, 1.6)}
 #: Depth stored for sky pixels (0 = unknown in `sa4depth.data.layout`).
 SKY_DEPTH = 0.0

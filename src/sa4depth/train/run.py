@@ -163,7 +163,7 @@ class LastCheckpoint(Checkpoint):
         if trainer.sanity_checking or trainer.global_step == self._saved_step:
             return
         # Called on every rank (it synchronises); only global rank 0 writes the file.
-        trainer.save_checkpoint(self.path)
+        trainer.save_checkpoint(self.path, weights_only=False)
         self._saved_step = trainer.global_step
 
     def _stop_requested(self, trainer: L.Trainer) -> bool:
@@ -265,11 +265,12 @@ class StepProgress(ProgressBar):
     Args:
         every_s: seconds between plain lines.
         stream: where to write; None for the ``sys.stdout`` of the moment (pytest and the CLI swap it).
+        prefix: put before every line, e.g. ``"[monodepth2] "`` when several runs share a screen.
     """
 
-    def __init__(self, every_s: float = 30.0, stream=None):
+    def __init__(self, every_s: float = 30.0, stream=None, prefix: str = ""):
         super().__init__()
-        self.every_s, self._stream = every_s, stream
+        self.every_s, self._stream, self.prefix = every_s, stream, prefix
         self._enabled = True
         self._start: tuple[float, int] | None = None  # (time, global step) when this fit began training
         self._last_step = self._last_line = None
@@ -290,6 +291,7 @@ class StepProgress(ProgressBar):
         self._enabled = True
 
     def _write(self, text: str, tty: bool, final: bool = False) -> None:
+        text = self.prefix + text
         if tty:
             self.stream.write(f"\r{text}\x1b[K" + ("\n" if final else ""))
             self._open_line = not final

@@ -1,0 +1,96 @@
+"""Learning curves of a comparison: held-out AbsRel and pose-depth ratio against the training step.
+
+One column per pipeline, baseline and + SA4Depth overlaid, mean over seeds with a band of +- one std.
+Reads the ``curve.json`` that `compare_sa4depth.py` writes into every run folder (validation split).
+
+    python benchmarks/plot_learning_curves.py benchmarks/results/converged   # -> .../learning_curves.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+
+PIPELINES = {"monodepth2": "Monodepth2", "sc_depth": "SC-Depth"}
+PANELS = (
+    ("val/abs_rel", "held-out AbsRel (val streets)"),
+    ("val/pose_depth_scale_ratio", "pose-depth ratio"),
+)
+
+
+def load_curves(folder: Path) -> dict[str, list[dict]]:
+    """Variant folder prefix (e.g. ``monodepth2_sa4depth``) -> the curves of its seeds."""
+    curves: dict[str, list[dict]] = {}
+    for path in sorted(folder.glob("*_seed*/curve.json")):
+        variant = re.sub(r"_seed\d+$", "", path.parent.name)
+        curves.setdefault(variant, []).append(json.loads(path.read_text()))
+    return curves
+
+
+def mean_band(runs: list[dict], tag: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Steps common to every seed, and the mean and std of ``tag`` there."""
+    series = [r[tag] for r in runs if tag in r]
+    if not series:
+        return None
+    steps = sorted(set.intersection(*(set(s["step"]) for s in series)))
+    values = np.array([[dict(zip(s["step"], s["value"], strict=True))[k] for k in steps] for s in series])
+    return np.array(steps), values.mean(0), values.std(0)
+
+
+def plot(curves: dict[str, list[dict]], out_png: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pipelines = [p for p in PIPELINES if p in curves or f"{p}_sa4depth" in curves]
+    fig, axes = plt.subplots(len(PANELS), len(pipelines), figsize=(5 * len(pipelines), 6.5), squeeze=False)
+    for c, pipeline in enumerate(pipelines):
+        for r, (tag, label) in enumerate(PANELS):
+            ax = axes[r, c]
+            for variant, colour, name in (
+                (pipeline, "tab:blue", "baseline"),
+                (f"{pipeline}_sa4depth", "tab:red", "+ SA4Depth"),
+            ):
+                band = mean_band(curves.get(variant, []), tag)
+                if band is None:
+                    continue
+                steps, mean, std = band
+                n = len(curves[variant])
+                ax.plot(steps, mean, color=colour, label=f"{name} (mean of {n} seeds)")
+                ax.fill_between(steps, mean - std, mean + std, color=colour, alpha=0.2, linewidth=0)
+            if tag == "val/pose_depth_scale_ratio":
+                ax.axhline(1.0, color="grey", linewidth=0.8, linestyle="--")
+            ax.set_title(f"{PIPELINES[pipeline]}: {label}", fontsize=10)
+            ax.set_xlabel("optimizer step")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8)
+    fig.suptitle("band: +- one std over seeds", fontsize=9)
+    fig.tight_layout()
+    tmp = out_png.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    tmp.replace(out_png)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("folder", type=Path, help="a compare_sa4depth.py result folder")
+    parser.add_argument("--out", type=Path, help="PNG to write (default: FOLDER/learning_curves.png)")
+    args = parser.parse_args()
+    curves = load_curves(args.folder)
+    if not curves:
+        raise SystemExit(f"error: {args.folder}: no <variant>_seed<N>/curve.json inside")
+    out = args.out or args.folder / "learning_curves.png"
+    plot(curves, out)
+    print(f"written: {out}")
+
+
+if __name__ == "__main__":
+    main()
