@@ -388,6 +388,20 @@ def test_second_predict_keeps_earlier_outputs_and_manifest_entries(tmp_path, che
     )
 
 
+def test_manifest_without_names_still_lets_an_input_replace_its_own_maps(tmp_path, checkpoint):
+    """Manifests written before entries had a ``name`` are matched by their output paths."""
+    photo, out = tmp_path / "photo.png", tmp_path / "out"
+    layout.write_image(photo, np.zeros((64, 64, 3), np.uint8))
+    predict_paths(checkpoint, [photo], out, progress=False)
+    manifest = json.loads((out / MANIFEST).read_text())
+    for entry in manifest["outputs"]:
+        del entry["name"], entry["checkpoint"]
+    (out / MANIFEST).write_text(json.dumps(manifest))
+    predict_paths(checkpoint, [photo], out, progress=False)
+    (entry,) = json.loads((out / MANIFEST).read_text())["outputs"]
+    assert entry["name"] == "photo" and not (out / "photo_2_depth.npy").exists()
+
+
 def test_failed_predict_leaves_no_partial_maps(tmp_path, checkpoint):
     inputs = tmp_path / "in"
     for i in range(3):

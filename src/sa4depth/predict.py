@@ -164,9 +164,24 @@ class _Claims:
         return path in self.paths or path in self.around or any(p in self.paths for p in path.parents)
 
 
-def _safe_name(name) -> PurePosixPath | None:
-    """A manifest's ``name`` as a relative path inside the output folder, or None if it is not one."""
-    if not isinstance(name, str) or not name:
+def _entry_name(entry: dict, out_dir: Path) -> PurePosixPath | None:
+    """The output name of a manifest entry, relative to ``out_dir``, or None if it has no usable one.
+
+    Entries have a ``name``; those written before it existed are named by their output paths (as
+    typed then, so only when they still lead into ``out_dir`` from here).
+    """
+    name = entry.get("name")
+    if name is None:
+        suffix, key = ("", "frame_dir") if entry.get("kind") == "video" else ("_depth.npy", "npy")
+        written = entry.get(key)
+        if not isinstance(written, str) or not written.endswith(suffix):
+            return None
+        try:
+            relative = Path(os.path.realpath(written)).relative_to(os.path.realpath(out_dir))
+        except ValueError:
+            return None
+        name = relative.as_posix()[: len(relative.as_posix()) - len(suffix)]
+    if not isinstance(name, str) or not name or name == ".":
         return None
     path = PurePosixPath(name)
     ok = not path.is_absolute() and all(_safe_part(part) == part for part in path.parts)
@@ -197,22 +212,22 @@ def plan_outputs(
     Returns:
         Per item, the ``earlier`` entry its outputs replace, or None.
     """
+    names = {id(e): _entry_name(e, out_dir) for e in earlier}
     by_input: dict[tuple[str, str], dict] = {}
     for entry in earlier:
-        if _safe_name(entry.get("name")) is not None:
+        if names[id(entry)] is not None:
             by_input.setdefault((os.path.realpath(str(entry.get("input"))), entry.get("kind")), entry)
     previous = [by_input.get((os.path.realpath(item.path), item.kind)) for item in items]
     replaced = {id(e) for e in previous if e is not None}
     taken = _Claims()
     for entry in earlier:  # outputs of inputs not predicted again stay, and so do their names
-        name = _safe_name(entry.get("name"))
-        if name is not None and id(entry) not in replaced:
+        if names[id(entry)] is not None and id(entry) not in replaced:
             kind = "video" if entry.get("kind") == "video" else "image"
-            taken.add(output_claims(InputItem(Path(), kind, name), video_out=True))
+            taken.add(output_claims(InputItem(Path(), kind, names[id(entry)]), video_out=True))
     for i, item in enumerate(items):
         own: set[PurePosixPath] = set()
         if previous[i] is not None:
-            item.stem = _safe_name(previous[i]["name"])
+            item.stem = names[id(previous[i])]
             own = set(output_claims(item, video_out=True))
         base, k = item.stem, 1
         while any(

@@ -9,6 +9,9 @@ It mirrors KITTI odometry: one folder per sequence, camera-to-world ``poses.txt`
       sequences/<name>/cam.txt                 3x3 intrinsics K at the frames' resolution
       splits/{train,val,test}.txt              lines "<name> <frame index>" (target frames)
       meta.yaml                                optional: how the data was made
+
+Datasets (and ``predict``'s outputs) are built in a locked hidden staging folder and moved into place
+(`staging_folder`, `replace_folder`); the next run deletes the staging folders of killed runs.
 """
 
 from __future__ import annotations
@@ -104,6 +107,8 @@ def check_output_folder(path: str | os.PathLike) -> Path:
 
 
 def _check_writable_parent(path: Path, folder: Path) -> None:
+    """Raise `InputError` naming ``path`` unless the nearest existing folder at or above ``folder`` is a
+    writable folder (what creating ``folder`` and writing in it needs)."""
     existing = folder
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
@@ -116,10 +121,13 @@ def _check_writable_parent(path: Path, folder: Path) -> None:
 def _is_abandoned(folder: Path) -> bool:
     """True when no process holds `staging_folder`'s lock on ``folder`` (locks end with their process,
     even on SIGKILL, so a folder without one was left by a run that died)."""
-    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # another user's folder, say: not ours to judge
+        return False
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    except OSError:  # BlockingIOError: a live run holds it
         return False
     finally:
         os.close(fd)  # also releases the lock just taken
@@ -212,7 +220,11 @@ def replace_folder(staged: Path, target: str | os.PathLike) -> None:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)  # the lock stays with the folder through the rename
         os.replace(target, old)
-        os.replace(staged, target)
+        try:
+            os.replace(staged, target)
+        except BaseException:
+            os.replace(old, target)  # put the previous one back rather than leave no target
+            raise
         if old.is_dir():
             shutil.rmtree(old, ignore_errors=True)
         else:
