@@ -1,0 +1,134 @@
+"""How the CPU recipe was chosen: one Monodepth2 baseline per lever, seed 0, its validation curve.
+
+Each study run trains the baseline (no SA4Depth) on the benchmark world rendered at a given speed, with
+validation every 100 steps, and keeps ``curve.json``; nothing is evaluated on the test streets (the
+recipe must not be tuned on them). Finished runs are skipped, unfinished ones resume. The committed
+curves were made by the same `train` call before this script existed; several were stopped early to
+free the cores (``stopped_at_step`` in their ``curve.json``).
+
+    OMP_NUM_THREADS=1 python benchmarks/recipe_study.py --runs lite0_speed025 lite0_speed075
+    python benchmarks/recipe_study.py --table        # benchmarks/results/recipe/summary.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from sa4depth.config import load_config
+from sa4depth.data import synthetic
+from sa4depth.eval.report_table import write_metrics_json
+from sa4depth.train.run import train
+from sa4depth.visualize import load_scalars
+
+OUT = Path("benchmarks/results/recipe")
+STEPS = 1500
+COMMON = [
+    "data.height=64",
+    "data.width=192",
+    "loss.automask=false",
+    "trainer.val_check_interval=100",
+    f"trainer.max_steps={STEPS}",
+    "optim.schedule=cosine",
+    "optim.warmup_steps=100",
+]
+LITE0 = ["model.encoder=efficientnet_lite0", "model.pretrained=imagenet"]
+SLIM = ["model.encoder=resnet18_slim", "model.pretrained=null"]
+# name -> (world speed in m/frame, overrides). Every run uses model.pose_encoder=small, chosen for its
+# cost (a fraction of a ResNet-18 per pair); it was not compared with ResNet-18 on the curve.
+RUNS = {
+    "lite0_speed025": (0.25, [*LITE0, "optim.lr=3e-4"]),
+    "lite0_speed075": (0.75, [*LITE0, "optim.lr=3e-4"]),
+    "lite0_speed100": (1.0, [*LITE0, "optim.lr=3e-4"]),
+    "slim_speed075_4scales": (0.75, [*SLIM, "optim.lr=3e-4"]),
+    "slim_speed075_1scale": (0.75, [*SLIM, "optim.lr=3e-4", "loss.num_scales=1"]),
+    "slim_speed075_1scale_lr1e-3": (0.75, [*SLIM, "optim.lr=1e-3", "loss.num_scales=1"]),
+}
+
+
+def world(speed: float) -> Path:
+    """The benchmark set at 64x192 rendered with ``speed`` metres per frame at speed factor 1."""
+    root = Path(f"data/recipe_world_speed{speed:g}")
+    if not (root / "splits").is_dir():
+        default = synthetic.BASE_SPEED["driving"]
+        synthetic.BASE_SPEED["driving"] = speed  # one process, one worker: the change reaches the renderer
+        try:
+            synthetic.benchmark_set(root, height=64, width=192, workers=1)
+        finally:
+            synthetic.BASE_SPEED["driving"] = default
+    return root
+
+
+def run(name: str) -> None:
+    speed, overrides = RUNS[name]
+    run_dir = OUT / name
+    if (run_dir / "curve.json").is_file():
+        return
+    resume = (run_dir / "checkpoints" / "last.ckpt").is_file()
+    if not resume and run_dir.exists():
+        shutil.rmtree(run_dir)
+    cfg = load_config(
+        None,
+        [
+            f"output_dir={run_dir}",
+            f"data.root={world(speed)}",
+            "model.pose_encoder=small",
+            *COMMON,
+            *overrides,
+        ],
+    )
+    train(cfg, resume=resume, enable_progress_bar=True)
+    scalars = load_scalars(run_dir)
+    curve = {t: {"step": s.astype(int).tolist(), "value": v.tolist()} for t, (s, v) in scalars.items()}
+    write_metrics_json(run_dir / "curve.json", {"speed_m_per_frame": speed, "overrides": overrides, **curve})
+
+
+def _value_at(steps: np.ndarray, values: np.ndarray, step: int) -> str:
+    """The validation value logged at ``step`` (Lightning logs step 499 for the 500th step), or "-"."""
+    hit = values[steps == step - 1] if (steps == step - 1).any() else values[steps == step]
+    return f"{hit[0]:.3f}" if hit.size else "-"
+
+
+def table() -> str:
+    lines = [
+        f"Command: python benchmarks/recipe_study.py --runs <name> (seed 0, {STEPS} steps, validation split)",
+        "",
+        "| run | world m/frame | val AbsRel at 500 / 1000 / last (mean of the last 3 validations) |",
+        "|---|---|---|",
+    ]
+    for name in RUNS:
+        path = OUT / name / "curve.json"
+        if not path.is_file():
+            continue
+        curve = json.loads(path.read_text())
+        steps, values = np.array(curve["val/abs_rel"]["step"]), np.array(curve["val/abs_rel"]["value"])
+
+        lines.append(
+            f"| {name} | {curve['speed_m_per_frame']} | {_value_at(steps, values, 500)} / "
+            f"{_value_at(steps, values, 1000)} / {values[-3:].mean():.3f} "
+            f"(step {steps[-1]}) |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--runs", nargs="+", choices=list(RUNS), default=[], help="study runs to train")
+    parser.add_argument("--table", action="store_true", help="write benchmarks/results/recipe/summary.md")
+    args = parser.parse_args()
+    for name in args.runs:
+        run(name)
+    if args.table:
+        text = table()
+        (OUT / "summary.md").write_text(text + "\n")
+        print(text)
+
+
+if __name__ == "__main__":
+    main()
