@@ -8,6 +8,7 @@ free the cores (``stopped_at_step`` in their ``curve.json``).
 
     OMP_NUM_THREADS=1 python benchmarks/recipe_study.py --runs lite0_speed025 lite0_speed075
     python benchmarks/recipe_study.py --table        # benchmarks/results/recipe/summary.md
+    python benchmarks/recipe_study.py --motion 0.25 0.75 1.0   # image motion of each world, in pixels
 """
 
 from __future__ import annotations
@@ -87,6 +88,32 @@ def run(name: str) -> None:
     write_metrics_json(run_dir / "curve.json", {"speed_m_per_frame": speed, "overrides": overrides, **curve})
 
 
+def motion_stats(root: Path) -> list[str]:
+    """Per training sequence: metres per frame and the ground-truth image motion of the next frame."""
+    from sa4depth.data.layout import read_depth, read_poses
+
+    lines = []
+    for seq in sorted((root / "sequences").glob("train_*"))[::3]:
+        K = np.loadtxt(seq / "cam.txt")
+        T = read_poses(seq / "poses.txt")
+        depth_files = sorted((seq / "depth").glob("*.npz"))
+        flows = []
+        for i in range(5, len(depth_files) - 1, 7):
+            d = read_depth(depth_files[i])
+            v, u = np.nonzero(d > 0)
+            X = np.linalg.inv(K) @ np.stack([u, v, np.ones_like(u)]) * d[v, u]
+            T_next = np.linalg.inv(T[i + 1]) @ T[i]
+            p = K @ (T_next[:3, :3] @ X + T_next[:3, 3:])
+            flows.append(np.hypot(p[0] / p[2] - u, p[1] / p[2] - v))
+        f = np.concatenate(flows)
+        step = np.linalg.norm(np.diff(T[:, :3, 3], axis=0), axis=1).mean()
+        lines.append(
+            f"{root.name}/{seq.name}: {step:.2f} m/frame, motion median {np.median(f):.2f} px, "
+            f"90th percentile {np.percentile(f, 90):.1f} px, under 0.5 px {100 * np.mean(f < 0.5):.0f} %"
+        )
+    return lines
+
+
 def _value_at(steps: np.ndarray, values: np.ndarray, step: int) -> str:
     """The validation value logged at ``step`` (Lightning logs step 499 for the 500th step), or "-"."""
     hit = values[steps == step - 1] if (steps == step - 1).any() else values[steps == step]
@@ -121,7 +148,12 @@ def main() -> None:
     )
     parser.add_argument("--runs", nargs="+", choices=list(RUNS), default=[], help="study runs to train")
     parser.add_argument("--table", action="store_true", help="write benchmarks/results/recipe/summary.md")
+    parser.add_argument(
+        "--motion", type=float, nargs="+", default=[], help="print image motion of these worlds"
+    )
     args = parser.parse_args()
+    for speed in args.motion:
+        print("\n".join(motion_stats(world(speed))))
     for name in args.runs:
         run(name)
     if args.table:
