@@ -16,7 +16,14 @@ from torch import nn
 
 from sa4depth.geometry import Camera, Pose
 from sa4depth.refine.residuals import DEPTH_POOLS, LevelProblem, build_level, residual_jacobian
-from sa4depth.refine.solver import ROBUST_KERNELS, Damping, build_system, lm_step, robust_cost
+from sa4depth.refine.solver import (
+    ROBUST_KERNELS,
+    Damping,
+    build_system,
+    lm_step,
+    robust_cost,
+    solve_dtype,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -120,10 +127,35 @@ class LMRefiner(nn.Module):
             The refined ``T_src_tgt`` ``(B,)`` and ``info`` with ``failed`` ``(B,)`` bool (some step
             failed), ``failed_steps`` ``(B,)`` int, ``n_valid`` ``(B,)`` valid points in the last step,
             ``cost`` a list with one ``(B,)`` tensor per step (weighted mean robust cost before it) and
-            ``lambda`` ``(levels, 6)``; all detached.
+            ``lambda`` ``(levels, 6)``; all detached. The pose is float32 (float64 if an input is),
+            also under autocast.
         """
-        c = self.config
         self._check_inputs(feats_tgt, conf_tgt, feats_src, conf_src, depth_tgt, camera, T_init)
+        confs = [x for x in (conf_tgt, conf_src) if x is not None]
+        dtype = solve_dtype(
+            *feats_tgt, *feats_src, *(t for x in confs for t in x), depth_tgt, camera.data, T_init.data
+        )
+        # The whole refinement runs in float32 with autocast off (bf16-mixed training hands it bfloat16
+        # features, depth and poses): the point transforms (matmuls autocast would run in bfloat16: ~1 cm
+        # at 3 m), Jacobians and 6 x 6 normal equations need more than bfloat16's ~3 digits, and CUDA's
+        # Cholesky has no bfloat16 kernel (see `solve_dtype`). The casts are differentiable, so
+        # gradients return to the callers in their own dtypes.
+        with torch.autocast(depth_tgt.device.type, enabled=False):
+            return self._refine(
+                [f.to(dtype) for f in feats_tgt],
+                None if conf_tgt is None else [x.to(dtype) for x in conf_tgt],
+                [f.to(dtype) for f in feats_src],
+                None if conf_src is None else [x.to(dtype) for x in conf_src],
+                depth_tgt.to(dtype),
+                camera.to(dtype),
+                T_init.to(dtype),
+            )
+
+    def _refine(
+        self, feats_tgt, conf_tgt, feats_src, conf_src, depth_tgt, camera, T_init
+    ) -> tuple[Pose, dict]:
+        """`forward` on checked inputs of one float dtype, autocast off."""
+        c = self.config
         B = depth_tgt.shape[0]
         first = len(feats_tgt) - c.levels
         use_conf = c.use_confidence

@@ -5,12 +5,32 @@ Second and third layers of the LM refinement; kept small (cf. pixloc's ``optimiz
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
 from torch import nn
 
 ROBUST_KERNELS = ("l2", "huber", "cauchy")
+
+
+def solve_dtype(*tensors: torch.Tensor) -> torch.dtype:
+    """The dtype the LM computes in: float64 if any input is float64, otherwise float32.
+
+    Never bfloat16 / float16, which is what features, depth and poses are under autocast
+    (``trainer.precision=bf16-mixed``), and autocast itself would run `build_system`'s einsums in
+    bfloat16 even on float32 inputs. bfloat16 keeps ~3 significant digits, too few for the 6 x 6
+    normal equations (condition number ~3000, entries summed over ``N ~ 10^4`` points): measured on
+    the textured plane of tests/refine/test_autocast.py, a bfloat16 ``H`` has its smallest eigenvalue
+    8 % off and the damped step is 3 % off (10 % without damping). The Cholesky solve is not autocast
+    safe either: on CUDA it is not on autocast's float32 list and torch.linalg has no bfloat16
+    kernels (CPU autocast does upcast it, but only after ``H`` was rounded).
+
+    Example:
+        >>> solve_dtype(torch.ones(1, dtype=torch.bfloat16), torch.ones(1))
+        torch.float32
+    """
+    return functools.reduce(torch.promote_types, (t.dtype for t in tensors), torch.float32)
 
 
 def robust_cost(
@@ -66,8 +86,16 @@ def build_system(
         weights: per-point weights ``(B, N)`` (confidence times robust weight; 0 for invalid points).
 
     Returns:
-        ``g`` ``(B, P)`` and ``H`` ``(B, P, P)``.
+        ``g`` ``(B, P)`` and ``H`` ``(B, P, P)``, in `solve_dtype` (float32 under autocast).
     """
+    dtype = solve_dtype(J_feat, J_geom, residuals, weights)
+    # Autocast would run the einsums below (bmm) in bfloat16 even on float32 inputs; see `solve_dtype`.
+    with torch.autocast(J_geom.device.type, enabled=False):
+        return _build_system(*(t.to(dtype) for t in (J_feat, J_geom, residuals, weights)))
+
+
+def _build_system(J_feat, J_geom, residuals, weights) -> tuple[torch.Tensor, torch.Tensor]:
+    """`build_system` on inputs already in the solve dtype, autocast off."""
     d_u, d_v = J_feat.unbind(1)
     Ar = torch.stack([(d_u * residuals).sum(1), (d_v * residuals).sum(1)], dim=-1) * weights[..., None]
     uu, uv, vv = (((a * b).sum(1) * weights)[..., None] for a, b in ((d_u, d_u), (d_u, d_v), (d_v, d_v)))
@@ -101,7 +129,7 @@ def lm_step(
         eps: floor of the added diagonal.
 
     Returns:
-        ``delta`` ``(B, P)`` and ``failed`` ``(B,)`` bool.
+        ``delta`` ``(B, P)`` in `solve_dtype` (float32 under autocast) and ``failed`` ``(B,)`` bool.
 
     Example:
         >>> H = torch.stack([2 * torch.eye(2), torch.zeros(2, 2)])
@@ -109,6 +137,15 @@ def lm_step(
         >>> delta.round(decimals=4).tolist(), failed.tolist()
         ([[-0.5, -0.5], [0.0, 0.0]], [False, True])
     """
+    dtype = solve_dtype(g, H)
+    # A bfloat16 H gives a step several % off, and CUDA's Cholesky has no bfloat16 kernel (`solve_dtype`):
+    # the damped solve always runs in float32 (or float64), autocast off.
+    with torch.autocast(H.device.type, enabled=False):
+        return _lm_step(g.to(dtype), H.to(dtype), lambda_, mask, eps)
+
+
+def _lm_step(g, H, lambda_, mask, eps) -> tuple[torch.Tensor, torch.Tensor]:
+    """`lm_step` on ``g`` and ``H`` already in the solve dtype, autocast off."""
     P = g.shape[-1]
     eye = torch.eye(P, device=H.device, dtype=H.dtype)
     ok = torch.isfinite(H).all(dim=(-1, -2)) & torch.isfinite(g).all(dim=-1)

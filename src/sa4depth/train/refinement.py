@@ -102,7 +102,11 @@ class PoseRefinement(nn.Module):
             Camera(camera.data.repeat(S, 1)),
             T_init if self.cfg.grad_through_lm else T_init.detach(),
         )
-        deg, dist = (T_init.inv() @ T).magnitude()
+        # The pose net's poses are bfloat16 under autocast and Pose's matmuls would be too: near the
+        # identity, acos of a bfloat16 trace cannot resolve changes below ~5 degrees, so the
+        # change is measured in float32.
+        with torch.autocast(T.device.type, enabled=False):
+            deg, dist = (T_init.to(T.dtype).inv() @ T).magnitude()
         logs = {
             "lm_failed": info["failed"].float().mean(),
             "lm_valid_points": info["n_valid"].float().mean(),
