@@ -9,6 +9,7 @@ free the cores (``stopped_at_step`` in their ``curve.json``).
     OMP_NUM_THREADS=1 python benchmarks/recipe_study.py --runs lite0_speed025 lite0_speed075
     python benchmarks/recipe_study.py --table        # benchmarks/results/recipe/summary.md
     python benchmarks/recipe_study.py --motion 0.25 0.75 1.0   # image motion of each world, in pixels
+    OMP_NUM_THREADS=1 python benchmarks/recipe_study.py --step-time   # recipe step, baseline vs SA4Depth
 """
 
 from __future__ import annotations
@@ -114,6 +115,35 @@ def motion_stats(root: Path) -> list[str]:
     return lines
 
 
+def step_times(repeats: int = 10) -> dict[str, float]:
+    """Median seconds of one training step (forward, backward, Adam) of the recipe, one thread, batch 4,
+    baseline and + SA4Depth interleaved twice (the machine is shared: compare within one call)."""
+    import time
+
+    import torch
+
+    from sa4depth.data.datamodule import build_dataset, collate
+    from sa4depth.recipes import recipe_path
+    from sa4depth.train.model import DepthPoseModel
+
+    torch.set_num_threads(1)
+    times: dict[str, list[float]] = {"monodepth2": [], "monodepth2+sa4depth": []}
+    for name in [*times, *times]:
+        cfg = load_config(recipe_path("synthetic_cpu"), ["refine.enabled=true"] if "+" in name else [])
+        dataset = build_dataset(cfg.data, "train", train=True)
+        batch = collate([dataset[i] for i in range(cfg.data.batch_size)])
+        model = DepthPoseModel(cfg).train()
+        optimizer = torch.optim.Adam(model.parameters(), 1e-4)
+        for i in range(3 + repeats):
+            start = time.perf_counter()
+            optimizer.zero_grad()
+            model.training_forward(batch)[0].backward()
+            optimizer.step()
+            if i >= 3:
+                times[name].append(time.perf_counter() - start)
+    return {name: float(np.median(t)) for name, t in times.items()}
+
+
 def _value_at(steps: np.ndarray, values: np.ndarray, step: int) -> str:
     """The validation value logged at ``step`` (Lightning logs step 499 for the 500th step), or "-"."""
     hit = values[steps == step - 1] if (steps == step - 1).any() else values[steps == step]
@@ -151,7 +181,13 @@ def main() -> None:
     parser.add_argument(
         "--motion", type=float, nargs="+", default=[], help="print image motion of these worlds"
     )
+    parser.add_argument("--step-time", action="store_true", help="time the recipe's training step")
     args = parser.parse_args()
+    if args.step_time:
+        times = step_times()
+        base = times["monodepth2"]
+        for name, t in times.items():
+            print(f"{name}: {t:.3f} s per step ({100 * (t / base - 1):+.0f} %)")
     for speed in args.motion:
         print("\n".join(motion_stats(world(speed))))
     for name in args.runs:
