@@ -23,11 +23,26 @@ PANELS = (
 
 
 def load_curves(folder: Path) -> dict[str, list[dict]]:
-    """Variant folder prefix (e.g. ``monodepth2_sa4depth``) -> the curves of its seeds."""
+    """Variant folder prefix (e.g. ``monodepth2_sa4depth``) -> the curves of its seeds.
+
+    A finished run has ``curve.json``; a run still training is read from its TensorBoard logs (its curve
+    then ends early, and the mean is taken over the steps every seed has reached).
+    """
+    from sa4depth.visualize import load_scalars
+
     curves: dict[str, list[dict]] = {}
-    for path in sorted(folder.glob("*_seed*/curve.json")):
-        variant = re.sub(r"_seed\d+$", "", path.parent.name)
-        curves.setdefault(variant, []).append(json.loads(path.read_text()))
+    for run_dir in sorted(p for p in folder.glob("*_seed*") if p.is_dir()):
+        variant = re.sub(r"_seed\d+$", "", run_dir.name)
+        if (run_dir / "curve.json").is_file():
+            curve = json.loads((run_dir / "curve.json").read_text())
+        elif (run_dir / "tensorboard").is_dir():
+            scalars = load_scalars(run_dir)
+            curve = {
+                t: {"step": s.astype(int).tolist(), "value": v.tolist()} for t, (s, v) in scalars.items()
+            }
+        else:
+            continue
+        curves.setdefault(variant, []).append(curve)
     return curves
 
 
@@ -61,7 +76,9 @@ def plot(curves: dict[str, list[dict]], out_png: Path) -> None:
                     continue
                 steps, mean, std = band
                 n = len(curves[variant])
-                ax.plot(steps, mean, color=colour, label=f"{name} (mean of {n} seeds)")
+                ax.plot(
+                    steps, mean, color=colour, marker="o", markersize=3, label=f"{name} (mean of {n} seeds)"
+                )
                 ax.fill_between(steps, mean - std, mean + std, color=colour, alpha=0.2, linewidth=0)
             if tag == "val/pose_depth_scale_ratio":
                 ax.axhline(1.0, color="grey", linewidth=0.8, linestyle="--")

@@ -1,0 +1,79 @@
+"""The SA4Depth experiment scripts in benchmarks/: resume and skip logic, world check, curve averaging."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from sa4depth.data import synthetic
+from sa4depth.errors import InputError
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_mean_band_averages_the_steps_every_seed_reached():
+    plot = _load("plot_learning_curves")
+    runs = [
+        {"val/abs_rel": {"step": [99, 199, 299], "value": [0.5, 0.4, 0.3]}},
+        {"val/abs_rel": {"step": [99, 199], "value": [0.7, 0.2]}},  # still training
+    ]
+    steps, mean, std = plot.mean_band(runs, "val/abs_rel")
+    assert steps.tolist() == [99, 199]
+    np.testing.assert_allclose(mean, [0.6, 0.3])
+    np.testing.assert_allclose(std, [0.1, 0.1])
+    assert plot.mean_band(runs, "val/a1") is None
+
+
+def test_finished_run_is_reused_not_retrained(tmp_path, monkeypatch):
+    compare = _load("compare_sa4depth")
+    run_dir = tmp_path / "monodepth2_seed0"
+    run_dir.mkdir()
+    (run_dir / "metrics_test.json").write_text(json.dumps({"depth": {"abs_rel": 0.123}}))
+    monkeypatch.setattr(compare, "train_and_evaluate", lambda *a, **k: pytest.fail("retrained"))
+    assert compare.run_one(run_dir, [], tmp_path / "recipe.yaml")["depth"]["abs_rel"] == 0.123
+
+
+def test_unfinished_run_resumes_and_one_without_checkpoint_restarts(tmp_path, monkeypatch):
+    compare = _load("compare_sa4depth")
+    calls = []
+    monkeypatch.setattr(
+        compare,
+        "train_and_evaluate",
+        lambda run_dir, o, recipe, resume: calls.append(resume) or ({"depth": {"abs_rel": 1.0}}, None),
+    )
+    monkeypatch.setattr(compare, "write_curve", lambda run_dir: None)
+    resumable = tmp_path / "a_seed0"
+    (resumable / "checkpoints").mkdir(parents=True)
+    (resumable / "checkpoints" / "last.ckpt").write_bytes(b"x")
+    compare.run_one(resumable, [], tmp_path / "recipe.yaml")
+    killed_early = tmp_path / "b_seed0"
+    killed_early.mkdir()
+    (killed_early / "config.yaml").write_text("output_dir: x\n")
+    compare.run_one(killed_early, [], tmp_path / "recipe.yaml")
+    assert calls == [True, False]
+    assert not killed_early.exists()  # cleared before the fresh start (train_and_evaluate is mocked here)
+
+
+def test_benchmark_of_another_world_is_refused(tmp_path):
+    compare = _load("compare_sa4depth")
+    (tmp_path / "splits").mkdir()
+    meta = {"height": 64, "width": 192, "base_speed_m_per_frame": 0.25}
+    (tmp_path / "meta.yaml").write_text(yaml.safe_dump(meta))
+    assert synthetic.BASE_SPEED["driving"] != 0.25
+    with pytest.raises(InputError, match="0.25 m/frame"):
+        compare.check_benchmark(tmp_path, 64, 192)
+    meta["base_speed_m_per_frame"] = synthetic.BASE_SPEED["driving"]
+    (tmp_path / "meta.yaml").write_text(yaml.safe_dump(meta))
+    compare.check_benchmark(tmp_path, 64, 192)
+    with pytest.raises(InputError, match="64x192"):
+        compare.check_benchmark(tmp_path, 96, 320)
