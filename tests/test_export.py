@@ -1,6 +1,7 @@
 """Export of the depth network: every encoder's TorchScript and ONNX files reproduce PyTorch at sizes other
 than the traced one and carry metadata; a failed export leaves no file; a baseline and an SA4Depth
-checkpoint export the same inference graph."""
+checkpoint export the same inference graph; a run can keep only last.ckpt, and its weights-only export is
+a fraction of its size and predicts the same depth."""
 
 import math
 import re
@@ -206,3 +207,96 @@ def test_metadata_records_the_training_camera(tmp_path):
     model, cfg = inference_model(path)
     metadata = _metadata(path, cfg, model, "depth", H, W)
     np.testing.assert_allclose(metadata["K_train"], [[50.0, 0, 47.5], [0, 50.0, 31.5], [0, 0, 1]])
+
+
+@pytest.fixture(scope="module")
+def last_only_run(tmp_path_factory):
+    """A demo-sized 2-step run (slim encoder, small pose net, 64 x 192) with ``trainer.save_best=false``."""
+    from sa4depth.data.toy import toy_run_overrides, toy_world
+    from sa4depth.train.run import train
+
+    base = tmp_path_factory.mktemp("last_only")
+    world = toy_world(base / "world", frames=5, size=(64, 192))
+    out = base / "run"
+    overrides = toy_run_overrides(world, out) + [
+        "model.encoder=resnet18_slim",
+        "model.pose_encoder=small",
+        "trainer.max_steps=2",
+        "trainer.val_check_interval=1",  # validates every step: best.ckpt would be written if asked
+        "data.max_val_samples=2",
+        "trainer.save_best=false",
+    ]
+    train(load_config(None, overrides), enable_progress_bar=False)
+    (world / "meta.yaml").write_text("generator: sa4depth.data.synthetic\n")  # as a rendered world says
+    return out
+
+
+def test_save_best_false_keeps_only_last_ckpt(last_only_run):
+    from sa4depth.config import TrainerConfig, validate_config
+    from sa4depth.visualize import load_scalars
+
+    assert "val/abs_rel" in load_scalars(last_only_run)  # validated, and still no best.ckpt
+    assert [p.name for p in (last_only_run / "checkpoints").iterdir()] == ["last.ckpt"]
+    with pytest.raises(InputError, match="trainer.save_best.*true or false"):
+        validate_config(load_config().__class__(trainer=TrainerConfig(save_best="no")))
+
+
+def test_weights_export_is_small_and_predicts_what_the_checkpoint_predicts(tmp_path, last_only_run, capsys):
+    from sa4depth.data import layout
+    from sa4depth.predict import DepthPredictor, predict_paths
+
+    last = last_only_run / "checkpoints" / "last.ckpt"
+    weights = tmp_path / "depth_weights.pt"
+    args = ["export", "--checkpoint", str(last), "--format", "weights", "--output", str(weights)]
+    assert main(args) == 0
+    assert "weights model written to" in capsys.readouterr().out
+    # The depth net alone: no pose net, no optimizer state (2 x the weights for Adam), no loops.
+    assert weights.stat().st_size < last.stat().st_size / 3
+    assert not list(tmp_path.glob(".*"))  # no temporary file left
+    run, metadata = load_exported(weights, "weights")
+    assert metadata["encoder"] == "resnet18_slim" and metadata["K_train"] is not None
+    image = np.random.default_rng(0).integers(0, 256, (64, 192, 3), dtype=np.uint8)
+    layout.write_image(tmp_path / "in" / "a.png", image)
+    for name, path in (("ckpt", last), ("weights", weights)):
+        predict_paths(path, [tmp_path / "in"], tmp_path / name, progress=False)
+    np.testing.assert_array_equal(
+        np.load(tmp_path / "ckpt" / "a_depth.npy"), np.load(tmp_path / "weights" / "a_depth.npy")
+    )
+    # The camera and what the model was trained on travel in the file, for where the training data is not.
+    world = last_only_run.parent / "world"
+    world.rename(world.with_name("gone"))
+    try:
+        from_ckpt, from_weights = (
+            DepthPredictor.from_checkpoint(last),
+            DepthPredictor.from_checkpoint(weights),
+        )
+    finally:
+        world.with_name("gone").rename(world)
+    np.testing.assert_array_equal(from_weights.K_train, from_ckpt.K_train)
+    assert from_ckpt.training_data["generator"] is None  # its meta.yaml is gone with the data
+    assert from_weights.training_data == {"root": str(world), "generator": "sa4depth.data.synthetic"}
+    assert (from_weights.height, from_weights.width) == (64, 192)
+    with pytest.raises(InputError, match="--kind is for torchscript/onnx"):
+        export_model(last, tmp_path / "d.pt", format="weights", output="disparity")
+
+
+def test_a_damaged_weights_file_is_a_one_line_error(tmp_path, last_only_run):
+    from sa4depth.export import WEIGHTS_KEY
+    from sa4depth.predict import DepthPredictor
+
+    weights = tmp_path / "w.pt"
+    export_model(last_only_run / "checkpoints" / "last.ckpt", weights, format="weights")
+    entries = torch.load(weights, weights_only=True)
+    key = next(k for k in entries[WEIGHTS_KEY] if k.endswith("weight"))
+    cases = {
+        "weights do not fit the resnet18_slim depth network": {key: entries[WEIGHTS_KEY][key][:1]},
+        "weights hold NaN or Inf": {key: torch.full_like(entries[WEIGHTS_KEY][key], math.nan)},
+    }
+    for message, change in cases.items():
+        torch.save({**entries, WEIGHTS_KEY: {**entries[WEIGHTS_KEY], **change}}, tmp_path / "bad.pt")
+        with pytest.raises(InputError, match=message) as info:
+            DepthPredictor.from_checkpoint(tmp_path / "bad.pt")
+        assert info.value.path == str(tmp_path / "bad.pt") and "\n" not in str(info.value)
+    torch.save({**entries, "sa4depth_config": {"model": {"encoder": "vgg"}}}, tmp_path / "bad.pt")
+    with pytest.raises(InputError, match="weights file config: .*model.encoder"):
+        DepthPredictor.from_checkpoint(tmp_path / "bad.pt")

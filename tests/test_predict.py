@@ -1,7 +1,9 @@
-"""Prediction for images, folders and videos: outputs match the depth net, units are labelled, bad input
-is one line, and the ground-plane camera-height fit recovers known heights."""
+"""Prediction for images, folders and videos: outputs match the depth net, units are labelled, the colour bar
+labels both ends without overprinting, inputs unlike the training data are warned about once, bad input is
+one line, and the ground-plane camera-height fit recovers known heights."""
 
 import json
+import logging
 
 import cv2
 import numpy as np
@@ -12,12 +14,16 @@ from sa4depth.config import config_to_dict, load_config
 from sa4depth.data import layout
 from sa4depth.errors import InputError
 from sa4depth.predict import (
+    NETWORK_UNITS,
     DepthPredictor,
     _depth_ticks,
+    _legend_figure,
     colorize_depth,
+    disparity_range,
     fit_ground_height,
     intrinsics_from_fov,
     predict_paths,
+    training_data,
 )
 
 H, W = 64, 96
@@ -179,7 +185,7 @@ def test_camera_height_scaling_labels_and_scales(tmp_path, setup, monkeypatch):
     # Replace the random network by a depth map of a ground plane 0.5 network units below the camera.
     K = K_TRAIN
     monkeypatch.setattr(
-        DepthPredictor, "predict", lambda self, ims: [ground_depth(K, (H, W), 0.5) for _ in ims]
+        DepthPredictor, "predict", lambda self, ims, names=None: [ground_depth(K, (H, W), 0.5) for _ in ims]
     )
     predict_paths(checkpoint, [tmp_path / "road.png"], tmp_path / "out", camera_height=1.65, progress=False)
     manifest = json.loads((tmp_path / "out" / "predictions.json").read_text())
@@ -202,13 +208,102 @@ def test_intrinsics_from_fov_and_focal_length():
         intrinsics_from_fov(200, 100, fov=180.0)
 
 
-def test_colour_map_is_bright_near_and_ticks_are_round_depths():
+def test_colour_map_is_bright_near():
     image = colorize_depth(np.array([[1.0, 2.0, 10.0]]), disp_range=(0.1, 1.0))
     brightness = image.astype(int).sum(-1)[0]
     assert brightness[0] > brightness[1] > brightness[2]
-    ticks = _depth_ticks((0.01, 1.0))  # depths 1 .. 100
-    assert [round(1 / t, 6) for t in ticks] == [1, 2, 5, 10, 20, 50, 100]
-    assert len(_depth_ticks((1 / 5.2, 1 / 4.9))) >= 3  # a narrow range still gets several ticks
+
+
+def label_depth(label: str) -> float:
+    return float("inf") if label == "∞" else float(label.lstrip("≤≥"))
+
+
+@pytest.mark.parametrize(
+    "near, far",
+    [(1.0, 100.0), (1.3, 80.0), (0.5, 1e4), (4.9, 5.2), (11.2, 12.0), (2.0, 2.0 + 1e-6), (1.0, float("inf"))],
+)
+def test_colour_bar_labels_both_ends_and_keeps_its_ticks_apart(near, far):
+    disp_range = (1.0 / far, 1.0 / near)
+    span = disp_range[1] - disp_range[0]
+    ticks = _depth_ticks(disp_range, min_gap=0.1)
+    positions, labels = zip(*ticks, strict=True)
+    # Near end at the top (largest inverse depth) with "<=", far end at the bottom with ">=" (or infinity).
+    assert positions[0] == disp_range[1] and labels[0].startswith("\u2264")
+    assert label_depth(labels[0]) == pytest.approx(near, rel=5e-3)
+    assert positions[-1] == disp_range[0] and labels[-1][0] in "\u2265\u221e"
+    assert label_depth(labels[-1]) == pytest.approx(far, rel=5e-3)
+    assert all(a - b >= 0.1 * span - 1e-15 for a, b in zip(positions, positions[1:], strict=False))
+    assert len(set(labels)) == len(labels) and (len(ticks) >= 4 or far / near < 1.01)
+    for position, label in ticks[1:-1]:  # the round depths between: each label names its own place
+        assert label_depth(label) == pytest.approx(1.0 / position, rel=1e-9)
+    assert [label for _, label in _depth_ticks((0.01, 1.0), min_gap=0.08)][1:-1] == ["2", "5", "10"]
+
+
+@pytest.mark.parametrize("size", [(64, 192), (375, 1242), (480, 480)])
+def test_legend_tick_labels_do_not_overprint(size):
+    # A smooth ramp from 80 units at the top to 1.3 at the bottom: the far labels used to pile up.
+    v = np.linspace(0.0, 1.0, size[0])[:, None].repeat(size[1], 1)
+    depth = 1.0 / (1 / 80 + (1 / 1.3 - 1 / 80) * v)
+    disp_range = disparity_range(depth)
+    fig = _legend_figure(colorize_depth(depth, disp_range=disp_range), disp_range, NETWORK_UNITS)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    labels = sorted(
+        ((t.get_window_extent(renderer), t.get_text()) for t in fig.axes[1].get_yticklabels()),
+        key=lambda label: label[0].y0,
+    )
+    boxes = [box for box, _ in labels]
+    assert labels[0][1].startswith("≥") and labels[-1][1].startswith("≤")  # far at the bottom
+    assert len(boxes) >= 4
+    # No two overlap.
+    assert all(lower.y1 <= upper.y0 for lower, upper in zip(boxes, boxes[1:], strict=False))
+    width, height = fig.canvas.get_width_height()
+    assert all(0 <= b.y0 and b.y1 <= height and b.x1 <= width for b in boxes)  # none cut off
+
+
+def test_inputs_unlike_the_training_data_are_warned_about_once(tmp_path, setup, caplog):
+    checkpoint, _ = setup
+    for name, size in (("tall1", (96, 64)), ("tall2", (100, 60)), ("wide", (2 * H, 2 * W))):
+        layout.write_image(tmp_path / "in" / f"{name}.png", frame(60, size))
+    with caplog.at_level(logging.WARNING, logger="sa4depth.predict"):
+        predict_paths(checkpoint, [tmp_path / "in"], tmp_path / "out", progress=False)
+    (record,) = caplog.records  # two squashed inputs, one line; the training data is not synthetic
+    assert "\n" not in record.getMessage()
+    assert str(tmp_path / "in" / "tall1.png") in record.getMessage() and "aspect 0.67" in record.getMessage()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="sa4depth.predict"):
+        predict_paths(checkpoint, [tmp_path / "in" / "wide.png"], tmp_path / "out2", progress=False)
+    assert caplog.records == []  # twice the training size, the same aspect ratio
+
+
+def test_a_model_of_the_synthetic_world_warns_on_other_images(tmp_path, setup, caplog, monkeypatch):
+    checkpoint, _ = setup
+    ckpt = torch.load(checkpoint, weights_only=False)
+    world = tmp_path / "world"
+    layout.write_image(world / "sequences" / "s" / "images" / "000000.png", frame(70))
+    (world / "meta.yaml").write_text("generator: sa4depth.data.synthetic\nscene: driving\n")
+    # Trained in tmp_path with relative paths: found again from elsewhere through the run folder.
+    ckpt["sa4depth_config"]["data"]["root"] = "world"
+    ckpt["sa4depth_config"]["output_dir"] = "runs/a"
+    (tmp_path / "runs" / "a" / "checkpoints").mkdir(parents=True)
+    synthetic = tmp_path / "runs" / "a" / "checkpoints" / "last.ckpt"
+    torch.save(ckpt, synthetic)
+    monkeypatch.chdir(tmp_path / "runs")
+    cfg = load_config(None, ["data.root=world", "output_dir=runs/a"])
+    assert training_data(synthetic, cfg) == {"root": str(world), "generator": "sa4depth.data.synthetic"}
+    layout.write_image(tmp_path / "photo.jpg", frame(71))
+    with caplog.at_level(logging.WARNING, logger="sa4depth.predict"):
+        predict_paths(synthetic, [tmp_path / "photo.jpg", world], tmp_path / "out", progress=False)
+    (record,) = caplog.records
+    assert "trained only on the rendered synthetic world" in record.getMessage()
+    assert str(tmp_path / "photo.jpg") in record.getMessage()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="sa4depth.predict"):  # its own frames: nothing to say
+        predict_paths(synthetic, [world], tmp_path / "out2", progress=False)
+    assert caplog.records == []
+    with caplog.at_level(logging.WARNING, logger="sa4depth.predict"):  # a model of other data: silent
+        predict_paths(checkpoint, [tmp_path / "photo.jpg"], tmp_path / "out3", progress=False)
+    assert caplog.records == []
 
 
 def test_video_gets_one_camera_height_scale(tmp_path, setup, monkeypatch):
@@ -222,7 +317,7 @@ def test_video_gets_one_camera_height_scale(tmp_path, setup, monkeypatch):
     monkeypatch.setattr(
         DepthPredictor,
         "predict",
-        lambda self, ims: [ground_depth(K_TRAIN, (H, W), next(heights)) for _ in ims],
+        lambda self, ims, names=None: [ground_depth(K_TRAIN, (H, W), next(heights)) for _ in ims],
     )
     predict_paths(checkpoint, [video], tmp_path / "out", camera_height=2.0, progress=False)
     (entry,) = json.loads((tmp_path / "out" / "predictions.json").read_text())["outputs"]

@@ -785,29 +785,63 @@ def plot_scaling(result: dict, path: str, lm: dict | None = None) -> None:
 # -------------------------------------------------------------------------------------------------- entry
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``bench`` command's arguments (shared by ``sa4depth bench`` and `benchmarks/bench_perf.py`)."""
-    parser.add_argument("what", choices=BENCHMARKS + ("profile",), help="which benchmark")
-    parser.add_argument("--sizes", nargs="+", default=None, help="HxW sizes (train/scaling)")
-    parser.add_argument("--encoders", nargs="+", default=["resnet18"])
-    parser.add_argument("--batch", type=int, default=None, help="batch size (default per benchmark)")
+    parser.add_argument(
+        "what",
+        choices=BENCHMARKS + ("profile",),
+        help="train: training step and its split; inference: depth-net back-ends; memory: peak training "
+        "memory; data: loader throughput; scaling: step time against resolution and batch; profile: "
+        "torch.profiler table of one step",
+    )
+    parser.add_argument(
+        "--sizes",
+        nargs="+",
+        default=None,
+        metavar="HxW",
+        help="image sizes, e.g. 96x320 (default: train 96x320 192x640; scaling 64x192 96x320 128x416 "
+        "192x640; profile 96x320; inference, memory, data 192x640, and only the first size is used)",
+    )
+    parser.add_argument(
+        "--encoders",
+        nargs="+",
+        default=["resnet18"],
+        help="depth encoders (default: resnet18; inference, scaling and profile use the first)",
+    )
+    parser.add_argument("--batch", type=int, default=None, help="batch size (default: 12 for memory, else 4)")
     parser.add_argument(
         "--batches",
         type=int,
         nargs="+",
         default=None,
-        help="inference: batch sizes; scaling: batch sizes of the batch sweep",
+        help="inference: batch sizes (default: 1 8); scaling: batch sizes of the batch sweep "
+        "(default: 1 2 4 8)",
     )
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="train, inference, scaling: timed runs per measurement after an untimed warm-up; medians "
+        "are reported (default: %(default)s)",
+    )
     parser.add_argument(
         "--backends",
         nargs="+",
         choices=BACKENDS,
         default=list(BACKENDS),
-        help="inference: back-ends to compare (eager first: speed-ups refer to it)",
+        help="inference: back-ends to compare, eager first (speed-ups refer to it); default: all",
     )
     parser.add_argument(
-        "--data-root", default=None, help="dataset for real batches (train) or the data benchmark (data)"
+        "--data-root",
+        default=None,
+        help="dataset for real batches (train) or the data benchmark (data, required there); "
+        "default: random batches",
     )
-    parser.add_argument("--workers", type=int, nargs="+", default=[0, 2], help="data: loader workers")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        nargs="+",
+        default=[0, 2],
+        help="data: DataLoader worker counts to compare (default: 0 2)",
+    )
     parser.add_argument(
         "--train-step-s",
         type=float,
@@ -819,10 +853,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         nargs="+",
         default=[],
         metavar="NAME=KEY=VALUE[,KEY=VALUE]",
-        help="train, memory: more SA4Depth variants, e.g. shared=refine.share_encoder=true",
+        help="train, memory: more SA4Depth variants, e.g. shared=refine.share_encoder=true (default: none)",
     )
-    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
-    parser.add_argument("--output", default=None, help="JSON path (default benchmarks/results/<what>.json)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch intra-op threads (default: torch's own choice)"
+    )
+    parser.add_argument("--output", default=None, help="JSON path (default: benchmarks/results/<what>.json)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of ``sa4depth bench``: described by the module docstring's first paragraph."""
+    description = " ".join(__doc__.split("\n\n")[0].split())
+    parser = argparse.ArgumentParser(prog="sa4depth bench", description=description)
+    add_arguments(parser)
+    return parser
 
 
 def parse_refine_variants(specs: list[str]) -> dict[str, list[str]]:
@@ -925,8 +969,7 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(prog="sa4depth bench", description=__doc__.splitlines()[0])
-    add_arguments(parser)
+    parser = build_parser()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     return run(parser.parse_args(argv))
 

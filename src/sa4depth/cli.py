@@ -33,16 +33,30 @@ Typical use:
 
 def _add_synth(sub) -> None:
     p = sub.add_parser("synth", help="render a synthetic video dataset with ground-truth depth and poses")
-    p.add_argument("--scene", choices=["driving", "indoor"], default="driving")
-    p.add_argument("--sequences", type=int, default=20)
-    p.add_argument("--frames", type=int, default=100, help="frames per sequence")
+    p.add_argument(
+        "--scene",
+        choices=["driving", "indoor"],
+        default="driving",
+        help="driving (a street) or indoor (rooms); default: %(default)s",
+    )
+    p.add_argument(
+        "--sequences", type=int, default=20, help="number of sequences to render (default: %(default)s)"
+    )
+    p.add_argument("--frames", type=int, default=100, help="frames per sequence (default: %(default)s)")
     p.add_argument("--height", type=int, help="frame height (default 192; 96 with --benchmark)")
     p.add_argument("--width", type=int, help="frame width (default 640; 320 with --benchmark)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int, default=1, help="rendering processes")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="master seed: the same options give identical files (default: %(default)s; --benchmark: fixed)",
+    )
+    p.add_argument("--workers", type=int, default=1, help="rendering processes (default: %(default)s)")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     p.add_argument(
-        "--benchmark", action="store_true", help="write the fixed benchmark set (train/val/test speeds)"
+        "--benchmark",
+        action="store_true",
+        help="write the fixed benchmark set (train/val/test speeds; ignores --sequences, --frames, --seed)",
     )
     p.add_argument("--out", required=True, help="output dataset folder (written atomically)")
     p.set_defaults(func=_run_synth)
@@ -81,7 +95,11 @@ def _run_synth(args) -> None:
 
 def _add_train(sub) -> None:
     p = sub.add_parser("train", help="train depth + pose networks (optionally with SA4Depth refinement)")
-    p.add_argument("--config", help="YAML config (see configs/); defaults apply to missing keys")
+    p.add_argument(
+        "--config",
+        help="YAML config file (see configs/); the built-in defaults fill missing keys "
+        "(default: the built-in defaults alone)",
+    )
     existing = p.add_mutually_exclusive_group()
     existing.add_argument(
         "--resume", action="store_true", help="continue from <output_dir>/checkpoints/last.ckpt"
@@ -92,8 +110,14 @@ def _add_train(sub) -> None:
         help="delete a previous run's checkpoints/, tensorboard/ and config.yaml in output_dir first "
         "(without --resume or --overwrite, an output_dir holding a run is refused)",
     )
-    p.add_argument("--max-steps", type=int, help="shortcut for trainer.max_steps=N")
-    p.add_argument("--max-epochs", type=int, help="shortcut for trainer.max_epochs=N")
+    p.add_argument(
+        "--max-steps",
+        type=int,
+        help="shortcut for trainer.max_steps=N (default: the config's, -1 = no limit)",
+    )
+    p.add_argument(
+        "--max-epochs", type=int, help="shortcut for trainer.max_epochs=N (default: the config's, 20)"
+    )
     p.add_argument("overrides", nargs="*", help="config overrides key=value, e.g. refine.enabled=true")
     p.set_defaults(func=_run_train)
 
@@ -122,10 +146,16 @@ def _run_train(args) -> None:
 
 def _add_evaluate(sub) -> None:
     p = sub.add_parser("evaluate", help="depth metrics, scale consistency and pose errors of a checkpoint")
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("--split", default="test")
+    p.add_argument("--checkpoint", required=True, help="training checkpoint (.ckpt) to evaluate")
+    p.add_argument(
+        "--split",
+        default="test",
+        help="split of the checkpoint's dataset, <data.root>/splits/<SPLIT>.txt (default: %(default)s)",
+    )
     p.add_argument("--protocol", help="evaluation protocol (default: the checkpoint's eval_protocol)")
-    p.add_argument("--output", default="metrics.json", help="JSON file with every metric")
+    p.add_argument(
+        "--output", default="metrics.json", help="JSON file with every metric (default: %(default)s)"
+    )
     p.add_argument("overrides", nargs="*", help="data overrides, e.g. data.root=/path/to/data")
     p.set_defaults(func=_run_evaluate)
 
@@ -166,23 +196,40 @@ def _run_evaluate(args) -> None:
 def _add_scale_and_camera_options(p) -> None:
     """Metric scaling and intrinsics options shared by `predict` and `pointcloud`."""
     metric = p.add_mutually_exclusive_group()
-    metric.add_argument("--scale", type=float, help="multiply depth by this factor (known scale)")
+    metric.add_argument(
+        "--scale",
+        type=float,
+        help="multiply depth by this known factor (default: none, depth in network units)",
+    )
     metric.add_argument(
         "--camera-height",
         type=float,
-        help="camera height above the ground in metres: metric depth from a ground-plane fit",
+        help="camera height above the ground in metres: metric depth from a ground-plane fit "
+        "(default: none, depth in network units)",
     )
     camera = p.add_mutually_exclusive_group()
-    camera.add_argument("--fx", type=float, help="focal length in pixels at the input resolution")
-    camera.add_argument("--fov", type=float, help="horizontal field of view in degrees")
+    camera.add_argument(
+        "--fx",
+        type=float,
+        help="focal length in pixels at the input resolution (default: the training camera, resized)",
+    )
+    camera.add_argument(
+        "--fov",
+        type=float,
+        help="horizontal field of view in degrees (default: the training camera, resized)",
+    )
 
 
 def _add_predict(sub) -> None:
     p = sub.add_parser("predict", help="depth maps for images, folders or videos")
-    p.add_argument("--checkpoint", required=True)
+    p.add_argument(
+        "--checkpoint",
+        required=True,
+        help="training checkpoint (.ckpt) or weights file (sa4depth export --format weights)",
+    )
     p.add_argument("inputs", nargs="+", help="image files, folders (searched recursively) or video files")
     p.add_argument("--output", required=True, help="output folder")
-    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--batch-size", type=int, default=4, help="images per network call (default: %(default)s)")
     p.add_argument("--video-out", action="store_true", help="also write <video>_side_by_side.mp4 per video")
     p.add_argument("--legend", action="store_true", help="add a colour bar with depth values to the PNGs")
     _add_scale_and_camera_options(p)
@@ -212,11 +259,26 @@ def _run_predict(args) -> None:
 
 
 def _add_export(sub) -> None:
-    p = sub.add_parser("export", help="export the depth network (inference model) to TorchScript or ONNX")
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("--format", choices=["torchscript", "onnx"], default="torchscript")
-    p.add_argument("--output", required=True, help="output file, e.g. depth.pt or depth.onnx")
-    p.add_argument("--kind", choices=["depth", "disparity"], default="depth", help="what the model returns")
+    p = sub.add_parser(
+        "export", help="export the depth network (inference model) to TorchScript, ONNX or a weights file"
+    )
+    p.add_argument("--checkpoint", required=True, help="training checkpoint (.ckpt) to export")
+    p.add_argument(
+        "--format",
+        choices=["torchscript", "onnx", "weights"],  # sa4depth.export.FORMATS, without importing torch
+        default="torchscript",
+        help="torchscript; onnx (needs the 'export' extra); or weights: the depth net's weights and "
+        "config alone, for predict and pointcloud, about a quarter of a checkpoint (default: %(default)s)",
+    )
+    p.add_argument(
+        "--output", required=True, help="output file, e.g. depth.pt, depth.onnx or depth_weights.pt"
+    )
+    p.add_argument(
+        "--kind",
+        choices=["depth", "disparity"],
+        default="depth",
+        help="what a torchscript/onnx model returns (default: %(default)s)",
+    )
     p.add_argument("--height", type=int, help="trace height (default: the training resolution)")
     p.add_argument("--width", type=int, help="trace width (default: the training resolution)")
     p.set_defaults(func=_run_export)
@@ -241,9 +303,18 @@ def _run_export(args) -> None:
 
 def _add_report(sub) -> None:
     p = sub.add_parser("report", help="one self-contained HTML page about a training run")
-    p.add_argument("run_dir", help="the run's output folder (with checkpoints/, tensorboard/, config.yaml)")
+    p.add_argument(
+        "run_dir",
+        help="a run's output folder (with checkpoints/, tensorboard/, config.yaml), or a folder of runs "
+        "such as a demo's output",
+    )
     p.add_argument("--output", help="HTML file (default: RUN_DIR/report.html)")
-    p.add_argument("--samples", type=int, default=4, help="test frames in the depth figure (0: none)")
+    p.add_argument(
+        "--samples",
+        type=int,
+        default=4,
+        help="test frames in the depth figure (0: none; default: %(default)s)",
+    )
     p.set_defaults(func=_run_report)
 
 
@@ -255,12 +326,23 @@ def _run_report(args) -> None:
 
 def _add_pointcloud(sub) -> None:
     p = sub.add_parser("pointcloud", help="coloured 3D point cloud (PLY) of one image")
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("image")
+    p.add_argument(
+        "--checkpoint",
+        required=True,
+        help="training checkpoint (.ckpt) or weights file (sa4depth export --format weights)",
+    )
+    p.add_argument("image", help="the image (.png/.jpg) to back-project")
     p.add_argument("--output", required=True, help="output .ply file")
     _add_scale_and_camera_options(p)
-    p.add_argument("--max-depth", type=float, help="drop points farther than this (output units)")
-    p.add_argument("--stride", type=int, default=1, help="keep every n-th pixel in each direction")
+    p.add_argument(
+        "--max-depth", type=float, help="drop points farther than this, in output units (default: keep all)"
+    )
+    p.add_argument(
+        "--stride",
+        type=int,
+        default=1,
+        help="keep every n-th pixel in each direction (default: %(default)s)",
+    )
     p.add_argument("--ascii", action="store_true", help="ASCII PLY instead of binary")
     p.set_defaults(func=_run_pointcloud)
 
@@ -287,13 +369,21 @@ def _add_demo(sub) -> None:
     p = sub.add_parser(
         "demo", help="the built-in default: render a world, train baseline and +SA4Depth, compare"
     )
-    p.add_argument("--out", default="runs/demo", help="output folder (data, runs, comparison table)")
+    p.add_argument(
+        "--out",
+        default="runs/demo",
+        help="output folder (data, runs, comparison table); default: %(default)s",
+    )
     p.add_argument(
         "--steps",
         type=int,
         help="training steps per model (default: the CPU recipe's, src/sa4depth/recipes/synthetic_cpu.yaml)",
     )
-    p.add_argument("--quick", action="store_true", help="a smoke run of about a minute (tiny data, 20 steps)")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="a smoke run: tiny data, 20 steps per model (the expected time is printed at the start)",
+    )
     p.add_argument("--seed", type=int, default=0, help="training seed (default: %(default)s)")
     p.set_defaults(func=_run_demo)
 
@@ -317,12 +407,19 @@ def _add_prepare(sub) -> None:
     p.add_argument("--height", type=int, default=192, help="output frame height (default 192)")
     p.add_argument("--width", type=int, default=640, help="output frame width (default 640)")
     intrinsics = p.add_mutually_exclusive_group()
-    intrinsics.add_argument("--cam", help="cam.txt with the 3x3 K of the inputs at their native resolution")
-    intrinsics.add_argument("--focal", type=float, help="focal length in pixels at the native resolution")
-    intrinsics.add_argument("--fov", type=float, help="horizontal field of view in degrees")
+    no_camera = "default: a folder's own cam.txt, else a 60 degree field of view, with a warning"
+    intrinsics.add_argument(
+        "--cam", help=f"cam.txt with the 3x3 K of the inputs at their native resolution ({no_camera})"
+    )
+    intrinsics.add_argument(
+        "--focal", type=float, help=f"focal length in pixels at the native resolution ({no_camera})"
+    )
+    intrinsics.add_argument("--fov", type=float, help=f"horizontal field of view in degrees ({no_camera})")
     rate = p.add_mutually_exclusive_group()
-    rate.add_argument("--stride", type=int, default=1, help="keep every N-th frame")
-    rate.add_argument("--fps", type=float, help="subsample videos to this frame rate")
+    rate.add_argument("--stride", type=int, default=1, help="keep every N-th frame (default: %(default)s)")
+    rate.add_argument(
+        "--fps", type=float, help="subsample videos to this frame rate (default: keep the video's rate)"
+    )
     p.add_argument(
         "--static-threshold",
         type=float,
@@ -330,9 +427,17 @@ def _add_prepare(sub) -> None:
         help="drop frames whose grey thumbnail differs from the previous kept one by less than this "
         "(mean absolute difference, intensities 0-1; default 0.005; 0 keeps every frame)",
     )
-    p.add_argument("--val-fraction", type=float, default=0.2, help="share of sequences for validation")
     p.add_argument(
-        "--chunk", type=int, default=200, help="one input is cut into sequences of about N frames (0 = no)"
+        "--val-fraction",
+        type=float,
+        default=0.2,
+        help="share of sequences for validation (default: %(default)s)",
+    )
+    p.add_argument(
+        "--chunk",
+        type=int,
+        default=200,
+        help="one input is cut into sequences of about N frames (0 = no; default: %(default)s)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     p.set_defaults(func=_run_prepare)
@@ -369,12 +474,15 @@ def _add_kitti_export_gt(sub) -> None:
     )
     p.add_argument("--root", required=True, help="KITTI raw root (<date>/<date>_drive_XXXX_sync/...)")
     p.add_argument("--split", required=True, help="split file, e.g. Monodepth2's splits/eigen/test_files.txt")
-    p.add_argument("--output", default="gt_depths.npz", help="output .npz (written atomically)")
+    p.add_argument(
+        "--output", default="gt_depths.npz", help="output .npz, written atomically (default: %(default)s)"
+    )
     p.add_argument(
         "--source",
         choices=["velodyne", "proj_depth", "improved"],
         default="velodyne",
-        help="velodyne: Eigen projection of raw scans; proj_depth: pre-projected; improved: benchmark maps",
+        help="velodyne: Eigen projection of raw scans; proj_depth: pre-projected; improved: benchmark maps "
+        "(default: %(default)s)",
     )
     p.set_defaults(func=_run_kitti_export_gt)
 
@@ -390,14 +498,16 @@ def _add_evaluate_kitti(sub) -> None:
     p = sub.add_parser(
         "evaluate-kitti", help="KITTI Eigen depth evaluation at full GT resolution (gt_depths.npz)"
     )
-    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--checkpoint", required=True, help="training checkpoint (.ckpt) to evaluate")
     p.add_argument("--root", required=True, help="KITTI raw root")
     p.add_argument("--split", required=True, help="test split file (e.g. eigen test_files.txt)")
     p.add_argument("--gt", required=True, help="gt_depths.npz from `sa4depth kitti-export-gt`")
     p.add_argument(
-        "--protocol", default="kitti_eigen", help="kitti_eigen, kitti_improved or kitti_improved_md2"
+        "--protocol",
+        default="kitti_eigen",
+        help="kitti_eigen, kitti_improved or kitti_improved_md2 (default: %(default)s)",
     )
-    p.add_argument("--output", default="metrics.json")
+    p.add_argument("--output", default="metrics.json", help="metrics JSON file (default: %(default)s)")
     p.set_defaults(func=_run_evaluate_kitti)
 
 
@@ -418,17 +528,31 @@ def _add_evaluate_odometry(sub) -> None:
         description="Score a checkpoint's pose network (--checkpoint --root [--sequence]) or any KITTI "
         "trajectory file, 12 numbers a line or 13 with a leading frame index (--trajectory --gt).",
     )
-    p.add_argument("--checkpoint", help="a training checkpoint: evaluate its pose network (needs --root)")
-    p.add_argument("--root", help="KITTI odometry 'dataset' folder (sequences/, poses/), with --checkpoint")
+    mode = "no default: give --checkpoint or --trajectory"
+    p.add_argument(
+        "--checkpoint", help=f"a training checkpoint: evaluate its pose network (needs --root; {mode})"
+    )
+    p.add_argument(
+        "--root",
+        help="with --checkpoint: KITTI odometry 'dataset' folder (sequences/, poses/); no default",
+    )
     p.add_argument("--sequence", help="with --checkpoint: a sequence with ground truth (00-10; default 09)")
-    p.add_argument("--trajectory", help="a KITTI pose file to score (needs --gt)")
-    p.add_argument("--gt", help="with --trajectory: the ground-truth poses, e.g. dataset/poses/09.txt")
+    p.add_argument("--trajectory", help=f"a KITTI pose file to score (needs --gt; {mode})")
+    p.add_argument(
+        "--gt", help="with --trajectory: the ground-truth poses, e.g. dataset/poses/09.txt; no default"
+    )
     p.add_argument(
         "--output",
         required=True,
         help="output folder: metrics JSON and trajectory PNG (with --checkpoint also the predicted poses)",
     )
-    p.add_argument("--alignment", choices=["7dof", "6dof", "scale", "none"], default="7dof")
+    p.add_argument(
+        "--alignment",
+        choices=["7dof", "6dof", "scale", "none"],
+        default="7dof",
+        help="alignment of the prediction to the ground truth before scoring: 7dof (rotation, "
+        "translation, scale: monocular), 6dof (no scale), scale (only), none (default: %(default)s)",
+    )
     p.add_argument(
         "--angle",
         choices=["ours", "devkit"],
@@ -523,7 +647,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sa4depth", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging (default: warnings only)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for add in (
         _add_demo,

@@ -1,6 +1,8 @@
-"""Export the inference model of a checkpoint (the depth network alone) to TorchScript or ONNX.
+"""Export the inference model of a checkpoint (the depth network alone) to TorchScript, ONNX or weights.
 
 The feature network and LM refinement are training-only, so baseline and SA4Depth exports look the same.
+A weights file (``--format weights``) is the depth network's state_dict with the config that rebuilds it:
+a quarter of a training checkpoint's size, and what ``sa4depth predict`` and ``pointcloud`` need.
 """
 
 from __future__ import annotations
@@ -23,10 +25,14 @@ from sa4depth.models.depth_net import disp_to_depth
 
 logger = logging.getLogger(__name__)
 
-FORMATS = ("torchscript", "onnx")
+FORMATS = ("torchscript", "onnx", "weights")
 OUTPUTS = ("depth", "disparity")
 METADATA_FILE = "sa4depth.json"
 """Name of the metadata entry: a TorchScript extra file, or the ONNX ``metadata_props`` key."""
+WEIGHTS_KEY = "sa4depth_depth_net"
+"""Entry of a weights file holding the depth network's state_dict. Beside it: ``sa4depth_config`` (the
+training config, which rebuilds the network), ``sa4depth_metadata`` (as in the other formats), and the
+training camera and data entries of `sa4depth.predict` (``INTRINSICS_KEY``, ``TRAINING_DATA_KEY``)."""
 
 
 class DepthExportModel(nn.Module):
@@ -82,19 +88,22 @@ def export_model(
     """Export the checkpoint's depth network and check the file against PyTorch.
 
     The export is traced at ``height x width`` (default: the training resolution), batch and image size
-    stay dynamic. The file is written to a temporary name beside ``out_path``, reloaded
-    (``torch.jit.load`` / onnxruntime) and run on two images at the export size and one at another size;
-    only when its output matches the PyTorch model's is it renamed to ``out_path``, so a failed export
-    leaves no file (and an older file at ``out_path`` untouched).
+    stay dynamic (a weights file is not traced; the size only sets its check). The file is written to a
+    temporary name beside ``out_path``, reloaded (``torch.jit.load`` / onnxruntime / `load_depth_net`)
+    and run on two images at the export size and one at another size; only when its output matches the
+    PyTorch model's is it renamed to ``out_path``, so a failed export leaves no file (and an older file
+    at ``out_path`` untouched).
 
     Metadata (``sa4depth.json``: output kind, input layout, training resolution, depth range, the training
-    camera when known) goes into the TorchScript file's extra files or the ONNX ``metadata_props``.
+    camera when known) goes into the TorchScript file's extra files, the ONNX ``metadata_props`` or the
+    weights file's ``sa4depth_metadata`` entry.
 
     Args:
         checkpoint: training checkpoint.
-        out_path: output file (``.pt``/``.ts`` for TorchScript, ``.onnx``).
-        format: "torchscript" or "onnx" (needs the ``onnx`` and ``onnxruntime`` packages).
-        output: "depth" or "disparity" (see `DepthExportModel`).
+        out_path: output file (``.pt``/``.ts`` for TorchScript, ``.onnx``, e.g. ``depth_weights.pt``).
+        format: "torchscript", "onnx" (needs the ``onnx`` and ``onnxruntime`` packages) or "weights"
+            (the depth network's state_dict and config, for `load_depth_net`; see `WEIGHTS_KEY`).
+        output: "depth" or "disparity" (see `DepthExportModel`); a weights file is always "depth".
         rtol, atol: the agreement the check demands, elementwise ``|a - b| <= atol + rtol * |b|``
             (a relative part because depth ``~ 1 / disparity`` magnifies float error on far pixels).
 
@@ -112,6 +121,8 @@ def export_model(
         raise InputError("--format", f"must be one of {FORMATS}, got {format!r}")
     if output not in OUTPUTS:
         raise InputError("--kind", f"must be one of {OUTPUTS}, got {output!r}")
+    if format == "weights" and output != "depth":
+        raise InputError("--kind", "a weights file holds the network itself; --kind is for torchscript/onnx")
     if format == "onnx":
         _require_onnx()
     model, cfg = inference_model(checkpoint, output)
@@ -135,8 +146,10 @@ def export_model(
         try:
             if format == "torchscript":
                 data = _torchscript_bytes(model, example, metadata)
-            else:
+            elif format == "onnx":
                 data = _onnx_bytes(model, example, metadata)
+            else:
+                data = _weights_bytes(checkpoint, cfg, model, metadata)
         except Exception as e:  # the tracer and the ONNX exporter raise many types
             raise InputError(checkpoint, f"{format} export failed ({_first_line(e)})") from None
     tracer_warnings = _unexpected_tracer_warnings(caught)
@@ -327,16 +340,94 @@ def _onnx_bytes(model: nn.Module, example: torch.Tensor, metadata: dict) -> byte
     return proto.SerializeToString()
 
 
+def _weights_bytes(checkpoint, cfg, model: DepthExportModel, metadata: dict) -> bytes:
+    """A weights file: the depth net's state_dict, its config, metadata, training camera and data."""
+    from sa4depth.config import config_to_dict
+    from sa4depth.predict import INTRINSICS_KEY, TRAINING_DATA_KEY, training_data
+
+    entries = {
+        WEIGHTS_KEY: model.net.state_dict(),
+        "sa4depth_config": config_to_dict(cfg),
+        "sa4depth_metadata": metadata,
+        # Recorded now: the training data and its camera may be gone where the file is used.
+        TRAINING_DATA_KEY: training_data(Path(checkpoint), cfg),
+    }
+    if metadata["K_train"] is not None:
+        entries[INTRINSICS_KEY] = {
+            "K": metadata["K_train"],
+            "width": metadata["train_width"],
+            "height": metadata["train_height"],
+        }
+    buf = io.BytesIO()
+    torch.save(entries, buf)
+    return buf.getvalue()
+
+
+def load_depth_net(path: str | os.PathLike):
+    """``(DepthNet in eval mode on CPU, config)`` of a weights file or a training checkpoint.
+
+    Raises:
+        InputError: a missing, corrupt or foreign file, a config the network cannot be built from,
+            weights that do not fit it, or NaN/Inf weights.
+    """
+    from sa4depth.config import config_from_dict
+    from sa4depth.models.depth_net import DepthNet
+    from sa4depth.train.run import load_checkpoint
+
+    path = Path(path)
+    try:  # memory-mapped: telling the two kinds apart reads no tensor data
+        entries = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # missing, damaged or foreign: load_checkpoint names the problem
+        entries = None
+    if not (isinstance(entries, dict) and WEIGHTS_KEY in entries):
+        system, cfg = load_checkpoint(path)
+        return system.model.depth_net, cfg
+    state, saved = entries[WEIGHTS_KEY], entries.get("sa4depth_config")
+    if not isinstance(state, dict) or not isinstance(saved, dict):
+        raise InputError(path, f"not an sa4depth weights file ({WEIGHTS_KEY} or sa4depth_config malformed)")
+    try:
+        cfg = config_from_dict(saved)
+    except InputError as e:
+        raise InputError(path, f"weights file config: {e.problem}") from None
+    m = cfg.model
+    # pretrained=None: the file holds every weight, so no ImageNet file is needed (nor read).
+    net = DepthNet(encoder=m.encoder, pretrained=None, min_depth=m.min_depth, max_depth=m.max_depth)
+    expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
+    found = {k: tuple(v.shape) if isinstance(v, torch.Tensor) else None for k, v in state.items()}
+    if found != expected:
+        wrong = sorted(k for k in expected.keys() | found.keys() if found.get(k) != expected.get(k))
+        raise InputError(
+            path,
+            f"weights do not fit the {m.encoder} depth network of its config ({len(wrong)} tensors "
+            f"missing, extra or mis-shaped, e.g. {wrong[0]!r})",
+        )
+    broken = [k for k, v in state.items() if v.is_floating_point() and not v.isfinite().all()]
+    if broken:
+        raise InputError(path, f"weights hold NaN or Inf ({len(broken)} tensors, e.g. {broken[0]!r})")
+    net.load_state_dict(state)
+    return net.eval(), cfg
+
+
 def load_exported(path: str | os.PathLike, format: str | None = None):
     """A callable ``image (B, 3, H, W) tensor -> (B, 1, H, W) tensor`` for an exported file, and its metadata.
 
     Args:
-        format: "torchscript" or "onnx"; default from the suffix (``.onnx`` -> ONNX).
+        format: "torchscript", "onnx" or "weights" (depth); default from the suffix (``.onnx`` -> ONNX,
+            else TorchScript).
     """
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "exported model not found")
     format = format or ("onnx" if path.suffix.lower() == ".onnx" else "torchscript")
+    if format == "weights":
+        net, _ = load_depth_net(path)
+        metadata = torch.load(path, map_location="cpu", weights_only=True, mmap=True)["sa4depth_metadata"]
+
+        def run_weights(x: torch.Tensor) -> torch.Tensor:
+            with torch.no_grad():
+                return net.predict_depth(x)
+
+        return run_weights, metadata
     if format == "torchscript":
         extra = {METADATA_FILE: ""}
         try:

@@ -19,7 +19,9 @@ with, resized to the input: from the checkpoint's ``"sa4depth_intrinsics"`` entr
 training dataset named in its config if that dataset is still on disk. Otherwise pass ``fx`` (pixels, at
 the input's resolution) or ``fov`` (horizontal field of view, degrees); the principal point is then the
 image centre. Inputs are resized (not cropped) to the training resolution: a camera with a different
-aspect ratio or field of view than the training camera gets distorted, less accurate depth.
+aspect ratio or field of view than the training camera gets distorted, less accurate depth (an aspect
+ratio off by more than `ASPECT_WARN_FACTOR` is warned about, as is a model trained only on the synthetic
+world applied to other images).
 """
 
 from __future__ import annotations
@@ -60,9 +62,17 @@ logger = logging.getLogger(__name__)
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 INTRINSICS_KEY = "sa4depth_intrinsics"
 """Optional checkpoint entry ``{"K": 3x3 list, "width": W, "height": H}``: the training camera."""
+TRAINING_DATA_KEY = "sa4depth_training_data"
+"""Optional checkpoint entry ``{"root": str, "generator": str | None}`` (weights exports carry it): the
+training dataset and the ``generator`` of its ``meta.yaml``, for when that dataset is not on disk."""
 MANIFEST = "predictions.json"
 NETWORK_UNITS = "network units (relative depth, unknown scale)"
 VIDEO_SCALE_FRAMES = 16
+SYNTHETIC_GENERATOR = "sa4depth.data.synthetic"
+"""The ``generator`` in the ``meta.yaml`` of a dataset rendered by `sa4depth.data.synthetic`."""
+ASPECT_WARN_FACTOR = 1.5
+"""Inputs whose width / height differs from the training resolution's by more than this factor (either
+way) get a warning: resizing squashes every shape, a square photo into 64 x 192 by a factor of 3."""
 
 
 # ----------------------------------------------------------------------------------------------- inputs
@@ -296,25 +306,88 @@ def colorize_depth(
     return (colormaps[cmap](normed)[..., :3] * 255).astype(np.uint8)
 
 
-def _depth_ticks(disp_range: tuple[float, float], max_ticks: int = 7) -> list[float]:
-    """Round depth values inside the colour bar's range, as inverse depths (the bar is linear in those).
+def _format_depth(depth: float) -> str:
+    """Three significant digits, never an exponent: ``123``, ``4.93``, ``0.0123``."""
+    return np.format_float_positional(depth, precision=3, fractional=False, trim="-")
 
-    A 1-2-5 series per decade suits wide ranges; a narrow range gets evenly spaced round values.
+
+def _depth_ticks(disp_range: tuple[float, float], min_gap: float = 0.08) -> list[tuple[float, str]]:
+    """Colour-bar ticks ``(inverse depth, label)``, near end first: both ends and round depths between.
+
+    The bar is linear in inverse depth, so round depths crowd at the far end: a tick is kept only if it
+    is at least ``min_gap`` (a fraction of the bar) from every other one, the ends first, then depths
+    1, 5, 2 x 10^k (rounder first). The ends are labelled with their depth as ``≤near`` and ``≥far``:
+    nearer or farther pixels are clipped to the end colours (see `colorize_depth`); a far end at
+    inverse depth 0 is ``∞``.
+
+    Example:
+        >>> [label for _, label in _depth_ticks((0.01, 1.0))]
+        ['≤1', '2', '5', '10', '≥100']
     """
     from matplotlib.ticker import MaxNLocator
 
-    d_near, d_far = 1.0 / disp_range[1], 1.0 / max(disp_range[0], 1e-9)
-    decades = range(math.floor(math.log10(d_near)) - 1, math.ceil(math.log10(d_far)) + 1)
-    depths = sorted({m * 10.0**e for e in decades for m in (1, 2, 5) if d_near <= m * 10.0**e <= d_far})
-    if len(depths) < 3:
-        depths = [d for d in MaxNLocator(5).tick_values(d_near, d_far) if d_near <= d <= d_far and d > 0]
-    while len(depths) > max_ticks:
-        depths = depths[::2]
-    return [1.0 / d for d in depths]
+    vmin, vmax = disp_range
+    span = vmax - vmin
+    d_near, d_far = 1.0 / vmax, (1.0 / vmin if vmin > 0 else math.inf)
+    far_finite = d_far if math.isfinite(d_far) else 1.0 / max(vmin + 0.01 * span, 1e-12)
+    decades = range(math.floor(math.log10(d_near)), math.ceil(math.log10(far_finite)) + 1)
+    # Rounder values first, so that where two would crowd each other the rounder one stays.
+    candidates = [m * 10.0**e for m in (1, 5, 2) for e in decades]
+    inside = [d for d in candidates if d_near < d < d_far]
+    if len(inside) < 2:  # a narrow range (say 4.9 to 5.2 m): evenly spaced round values instead
+        locator = MaxNLocator(5, steps=[1, 2, 5, 10])
+        inside = [float(d) for d in locator.tick_values(d_near, far_finite) if d_near < d < d_far]
+    far = "≥" + _format_depth(d_far) if math.isfinite(d_far) else "∞"  # disparity 0: infinitely far
+    ticks = [(float(vmax), "≤" + _format_depth(d_near)), (float(vmin), far)]
+    for depth in inside:
+        label = _format_depth(depth)
+        # A value the labels already show (a nearly constant map: "≤12", "12", "≥12") says nothing new.
+        shown = {text.lstrip("≤≥") for _, text in ticks}
+        if label not in shown and all(abs(1.0 / depth - pos) >= min_gap * span for pos, _ in ticks):
+            ticks.append((1.0 / depth, label))
+    return sorted(ticks, reverse=True)
+
+
+LEGEND_FONT_PT = 8
+"""Font size of the colour bar's labels and the caption."""
+
+
+def _legend_figure(colored: np.ndarray, disp_range: tuple[float, float], units: str, cmap: str = "magma"):
+    """The matplotlib figure of `legend_image` (on an Agg canvas), with the colour bar as ``fig.axes[1]``."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+    from matplotlib.figure import Figure
+
+    H, W = colored.shape[:2]
+    width_in = max(6.0, W / 100)
+    image_in = width_in * 0.8 * H / W
+    fig = Figure(figsize=(width_in, image_in + 0.6), dpi=100)
+    FigureCanvasAgg(fig)
+    bottom = 0.45 / (image_in + 0.6)
+    height = 1 - bottom - 0.08 / (image_in + 0.6)  # room above the bar for half its near-end label
+    ax = fig.add_axes((0.01, bottom, 0.8, height))
+    ax.imshow(colored)
+    ax.axis("off")
+    cax = fig.add_axes((0.84, bottom, 0.025, height))
+    bar = fig.colorbar(ScalarMappable(Normalize(*disp_range), cmap), cax=cax)
+    # Labels at least 1.6 text lines apart, whatever the bar's height in pixels.
+    bar_px = height * (image_in + 0.6) * fig.dpi
+    min_gap = 1.6 * LEGEND_FONT_PT / 72 * fig.dpi / bar_px
+    positions, labels = zip(*_depth_ticks(disp_range, min_gap), strict=True)
+    bar.set_ticks(list(positions), labels=list(labels))
+    bar.minorticks_off()
+    bar.set_label("depth" if units == NETWORK_UNITS else "depth [m]", fontsize=LEGEND_FONT_PT)
+    cax.tick_params(labelsize=LEGEND_FONT_PT)
+    fig.text(0.01, 0.08 / (image_in + 0.6), f"depth: {units}", fontsize=LEGEND_FONT_PT)
+    return fig
 
 
 def legend_image(colored: np.ndarray, disp_range: tuple[float, float], units: str, cmap: str = "magma"):
     """The colour-mapped depth with a colour bar in depth values and a caption saying the units.
+
+    The bar labels its near and far ends (the depths clipped to the end colours) and round depths
+    between, none closer than 1.6 lines of text (`_depth_ticks`).
 
     Args:
         colored: ``H x W x 3`` output of `colorize_depth` with the same ``disp_range``.
@@ -324,31 +397,9 @@ def legend_image(colored: np.ndarray, disp_range: tuple[float, float], units: st
     Returns:
         An RGB uint8 image (larger than ``colored``).
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.cm import ScalarMappable
-    from matplotlib.colors import Normalize
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import FixedLocator, FuncFormatter
-
-    H, W = colored.shape[:2]
-    width_in = max(6.0, W / 100)
-    image_in = width_in * 0.8 * H / W
-    fig = Figure(figsize=(width_in, image_in + 0.6), dpi=100)
-    canvas = FigureCanvasAgg(fig)
-    bottom = 0.45 / (image_in + 0.6)
-    ax = fig.add_axes((0.01, bottom, 0.8, 1 - bottom - 0.02))
-    ax.imshow(colored)
-    ax.axis("off")
-    cax = fig.add_axes((0.84, bottom, 0.025, 1 - bottom - 0.02))
-    bar = fig.colorbar(ScalarMappable(Normalize(*disp_range), cmap), cax=cax)
-    bar.locator = FixedLocator(_depth_ticks(disp_range))
-    bar.formatter = FuncFormatter(lambda x, _: f"{1.0 / x:.3g}" if x > 0 else "inf")
-    bar.update_ticks()
-    bar.set_label("depth" if units == NETWORK_UNITS else "depth [m]", fontsize=8)
-    cax.tick_params(labelsize=8)
-    fig.text(0.01, 0.08 / (image_in + 0.6), f"depth: {units}", fontsize=8)
-    canvas.draw()
-    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+    fig = _legend_figure(colored, disp_range, units, cmap)
+    fig.canvas.draw()
+    return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
 
 
 # ---------------------------------------------------------------------------------------- metric scale
@@ -509,6 +560,53 @@ def _checkpoint_intrinsics(path: Path, cfg: Config) -> tuple[np.ndarray | None, 
     return K, ("training dataset " + str(cfg.data.root)) if K is not None else "none"
 
 
+def _meta_generator(folder: Path) -> str | None:
+    """The ``generator`` named in ``folder/meta.yaml``, or None (no file, unreadable, or not said)."""
+    import yaml
+
+    meta = folder / "meta.yaml"
+    try:
+        if not meta.is_file() or meta.stat().st_size > 1_000_000:  # a dataset's meta.yaml is kilobytes
+            return None
+        data = yaml.safe_load(meta.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        logger.debug("%s: not read (%s)", meta, e)
+        return None
+    generator = data.get("generator") if isinstance(data, dict) else None
+    return generator if isinstance(generator, str) else None
+
+
+def training_data(checkpoint: Path, cfg: Config) -> dict:
+    """``{"root", "generator"}`` of the dataset a checkpoint was trained on (`TRAINING_DATA_KEY`).
+
+    The checkpoint's own entry if it has one. Otherwise ``cfg.data.root``, as given and, when relative,
+    also from the training run's working folder (the checkpoint lies in ``<output_dir>/checkpoints/``,
+    and a relative ``output_dir`` and ``data.root`` share that folder), with the ``generator`` of the
+    first of these that has a ``meta.yaml``; ``generator`` is None when no copy is found or it says none.
+    """
+    entry = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True).get(TRAINING_DATA_KEY)
+    if isinstance(entry, dict):
+        return {"root": str(entry.get("root")), "generator": entry.get("generator")}
+    root, out = Path(cfg.data.root), Path(cfg.output_dir)
+    candidates = [root]
+    run = checkpoint.resolve().parent.parent
+    n = len(out.parts)
+    if not root.is_absolute() and not out.is_absolute() and ".." not in out.parts and n:
+        if run.parts[-n:] == out.parts:
+            candidates.append(Path(*run.parts[:-n]) / root)
+    for folder in candidates:
+        generator = _meta_generator(folder)
+        if generator is not None:
+            return {"root": str(folder), "generator": generator}
+    return {"root": str(root), "generator": None}
+
+
+@functools.lru_cache(maxsize=256)
+def _in_synthetic_world(folder: Path) -> bool:
+    """Whether ``folder`` or a folder above it is a dataset rendered by `sa4depth.data.synthetic`."""
+    return any(_meta_generator(f) == SYNTHETIC_GENERATOR for f in (folder, *folder.parents))
+
+
 class DepthPredictor:
     """The depth network of a checkpoint with its input size and training camera.
 
@@ -517,6 +615,9 @@ class DepthPredictor:
         height, width: the training resolution (multiples of 32): inputs are resized to it.
         K_train: ``3 x 3`` training intrinsics at that resolution, or None if unknown.
         device: torch device; default CUDA when available, else CPU.
+
+    Attributes:
+        training_data: ``{"root", "generator"}`` of the training dataset (`training_data`); None if unknown.
     """
 
     def __init__(self, depth_net, height: int, width: int, K_train: np.ndarray | None = None, device=None):
@@ -527,20 +628,68 @@ class DepthPredictor:
         self.height, self.width = height, width
         self.K_train = K_train
         self.intrinsics_source = "none" if K_train is None else "given"
+        self.training_data: dict | None = None
+        self._warned: set[str] = set()  # kinds of warning given: each once per predictor
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str | os.PathLike, device=None) -> DepthPredictor:
-        from sa4depth.train.run import load_checkpoint
+        """The predictor of a training checkpoint or a weights file (``sa4depth export --format weights``)."""
+        from sa4depth.export import load_depth_net
 
-        system, cfg = load_checkpoint(checkpoint)
+        depth_net, cfg = load_depth_net(checkpoint)
         K, source = _checkpoint_intrinsics(Path(checkpoint), cfg)
-        predictor = cls(system.model.depth_net, cfg.data.height, cfg.data.width, K, device)
+        predictor = cls(depth_net, cfg.data.height, cfg.data.width, K, device)
         predictor.intrinsics_source = source
+        predictor.training_data = training_data(Path(checkpoint), cfg)
         return predictor
 
+    def _warn_once(self, kind: str, message: str, *args) -> None:
+        if kind not in self._warned:
+            self._warned.add(kind)
+            logger.warning(message, *args)
+
+    def warn_if_synthetic(self, checkpoint, inputs: Sequence[Path]) -> None:
+        """Warn once if the model saw only the synthetic world and an input lies outside such a dataset."""
+        data = self.training_data or {}
+        if data.get("generator") != SYNTHETIC_GENERATOR:
+            return
+        outside = [p for p in inputs if not _in_synthetic_world(Path(p).resolve().parent)]
+        if outside:
+            self._warn_once(
+                "synthetic",
+                "%s: trained only on the rendered synthetic world (%s); its depth of real images such as "
+                "%s is unreliable (to train on your own video see docs/own_video.md)",
+                checkpoint,
+                data["root"],
+                outside[0],
+            )
+
+    def _check_aspect(self, name, width: int, height: int) -> None:
+        aspect, trained = width / height, self.width / self.height
+        if max(aspect / trained, trained / aspect) > ASPECT_WARN_FACTOR:
+            self._warn_once(
+                "aspect",
+                "%s: %dx%d input (aspect %.2f) resized to the %dx%d the model was trained at (aspect %.2f) "
+                "distorts every shape, and depth with it; crop it to about %.2f:1 first",
+                name,
+                width,
+                height,
+                aspect,
+                self.width,
+                self.height,
+                trained,
+                trained,
+            )
+
     @torch.inference_mode()
-    def predict(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """Depth in network units for uint8 ``H x W x 3`` images, each returned at its own size (float32)."""
+    def predict(self, images: Sequence[np.ndarray], names: Sequence | None = None) -> list[np.ndarray]:
+        """Depth in network units for uint8 ``H x W x 3`` images, each returned at its own size (float32).
+
+        The first image whose aspect ratio is far from the training resolution's (`ASPECT_WARN_FACTOR`)
+        is logged as a warning, once per predictor, named by ``names`` (its file) if given.
+        """
+        for i, im in enumerate(images):
+            self._check_aspect(names[i] if names is not None else "input", im.shape[1], im.shape[0])
         batch = np.stack([self._resize(im, self.width, self.height) for im in images])
         x = torch.from_numpy(batch).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
         depth = self.depth_net.predict_depth(x)[:, 0].float().cpu().numpy()
@@ -744,8 +893,13 @@ def predict_paths(
     place at the end, so a failed run leaves no partial maps (a killed run's staging folder is deleted
     by the next run). No file is written outside ``out_dir``.
 
+    Inputs unlike the training data get a logged warning, each kind once per run: an aspect ratio far
+    from the training resolution's (`ASPECT_WARN_FACTOR`), and images outside the synthetic world for a
+    model trained only on it (`DepthPredictor.warn_if_synthetic`).
+
     Args:
-        checkpoint: a training checkpoint (`sa4depth.train.run.load_checkpoint`).
+        checkpoint: a training checkpoint (`sa4depth.train.run.load_checkpoint`) or a weights file
+            (`sa4depth.export.load_depth_net`).
         inputs: image files, video files and folders.
         out_dir: output folder (created).
         batch_size: images per network call.
@@ -772,6 +926,7 @@ def predict_paths(
     manifest_path = out_dir / MANIFEST
     earlier = _read_manifest(manifest_path)
     predictor = DepthPredictor.from_checkpoint(checkpoint)
+    predictor.warn_if_synthetic(checkpoint, [it.path for it in items])
     if camera_height is not None and fx is None and fov is None:
         predictor.intrinsics(predictor.width, predictor.height)  # fail now, not after the first batch
     previous = plan_outputs(items, out_dir, earlier, video_out)
@@ -854,7 +1009,8 @@ def _predict_images(predictor, chunk, places, entries, *, scale, camera_height, 
     """
     stage, out_dir = places
     originals = [read_image(it.path) for it in chunk]
-    for item, image, depth in zip(chunk, originals, predictor.predict(originals), strict=True):
+    depths = predictor.predict(originals, names=[it.path for it in chunk])
+    for item, image, depth in zip(chunk, originals, depths, strict=True):
         factor, units, extra = _scaling(predictor, item, [image], [depth], scale, camera_height, fx, fov)
         save_depth_outputs(stage, item.stem, depth * factor, legend=units if legend else None)
         npy, png = output_claims(item, video_out=False)
@@ -895,7 +1051,8 @@ def _predict_video(
         # One factor for the whole video (median over sampled frames): a per-frame one would flicker.
         every = max(1, count // VIDEO_SCALE_FRAMES)
         sample = [f for _, f in video_frames(item.path, every=every, limit=VIDEO_SCALE_FRAMES)]
-        sample_depths = [d for batch in _batched(sample, batch_size) for d in predictor.predict(batch)]
+        names = [item.path] * len(sample)
+        sample_depths = [d for b in _batched(sample, batch_size) for d in predictor.predict(b, names)]
     factor, units, extra = _scaling(predictor, item, sample, sample_depths, scale, camera_height, fx, fov)
     label = units if legend else None
     frame_dir, *side_by_side = output_claims(item, video_out)
@@ -904,7 +1061,8 @@ def _predict_video(
         writer = None
         for batch in _batched(video_frames(item.path), batch_size):
             frames = [f for _, f in batch]
-            for (index, frame), depth in zip(batch, predictor.predict(frames), strict=True):
+            depths = predictor.predict(frames, names=[item.path] * len(frames))
+            for (index, frame), depth in zip(batch, depths, strict=True):
                 depth = depth * factor
                 # One colour range per video, from its first frame, so the brightness does not flicker.
                 disp_range = disp_range or disparity_range(depth)

@@ -448,7 +448,8 @@ def build_trainer(
     enable_progress_bar: bool = True,
     interrupts: Interrupts | None = None,
 ) -> L.Trainer:
-    """The Lightning Trainer for ``cfg``: checkpoints (best by ``val/abs_rel``, last), logger, strategy.
+    """The Lightning Trainer for ``cfg``: checkpoints (last, and best by ``val/abs_rel`` if
+    ``trainer.save_best``), logger, strategy.
 
     Args:
         extra_callbacks: more Lightning callbacks; a `ProgressBar` among them replaces `StepProgress`.
@@ -460,8 +461,9 @@ def build_trainer(
     on_cpu = t.accelerator == "cpu" or (t.accelerator == "auto" and not torch.cuda.is_available())
     if t.sync_batchnorm and on_cpu:
         raise InputError("config", "trainer.sync_batchnorm needs GPUs (PyTorch has no CPU SyncBatchNorm)")
-    callbacks = [
-        BestCheckpoint(checkpoint_dir(cfg)),
+    # trainer.save_best=false: no best.ckpt, so a run keeps one checkpoint instead of two.
+    callbacks = [BestCheckpoint(checkpoint_dir(cfg))] if t.save_best else []
+    callbacks += [
         LastCheckpoint(checkpoint_dir(cfg) / "last.ckpt", t.checkpoint_every_n_steps, interrupts),
         SaveConfig(cfg),
         LearningRateMonitor(logging_interval="epoch"),
@@ -519,7 +521,7 @@ def train(
             ``resume``) a folder holding a run is an `InputError`.
 
     Returns:
-        The checkpoint folder (``last.ckpt`` and ``best.ckpt``).
+        The checkpoint folder (``last.ckpt``, and ``best.ckpt`` unless ``trainer.save_best`` is false).
 
     Raises:
         TrainingInterrupted: Ctrl-C; its message names the checkpoint to resume from.
