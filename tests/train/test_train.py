@@ -155,3 +155,40 @@ def test_cosine_schedule_warms_up_then_decays_to_zero():
     cfg.trainer.max_steps = -1
     with pytest.raises(InputError, match="max_steps"):
         DepthPoseSystem(cfg).configure_optimizers()
+
+
+def test_relative_pose_feeds_pairs_in_time_order_and_inverts_past_sources():
+    """Past and future sources against ground-truth motion, with a pose net that knows the true motion
+    but only answers for pairs in time order (the contract of `DepthPoseModel.relative_pose`)."""
+    from sa4depth.geometry import Pose
+    from sa4depth.train.model import DepthPoseModel
+
+    rng = np.random.default_rng(0)
+    T_world_cam = []
+    for k in range(3):  # frames 4, 5, 6 of a drive: forward motion, a little yaw
+        yaw = 0.05 * k + rng.normal(0, 0.01)
+        T = np.eye(4)
+        T[:3, :3] = [[np.cos(yaw), 0, np.sin(yaw)], [0, 1, 0], [-np.sin(yaw), 0, np.cos(yaw)]]
+        T[:3, 3] = [0.1 * k, 0.0, 0.8 * k]
+        T_world_cam.append(T)
+    frame_of = {4 + k: T for k, T in enumerate(T_world_cam)}
+
+    class FakePoseNet(torch.nn.Module):
+        def forward(self, image_a, image_b):
+            return fake_pose(image_a, image_b)
+
+    def fake_pose(image_a, image_b):
+        a, b = int(round(image_a[0, 0, 0, 0].item() * 10)), int(round(image_b[0, 0, 0, 0].item() * 10))
+        assert a < b, f"pose net fed frames ({a}, {b}) out of time order"
+        T_b_a = np.linalg.inv(frame_of[b]) @ frame_of[a]
+        return Pose.from_4x4mat(torch.from_numpy(T_b_a).float()[None])
+
+    cfg = load_config(None, ["model.pose_encoder=small", "data.offsets=[-1,1]"])
+    model = DepthPoseModel(cfg)
+    model.pose_net = FakePoseNet()
+    images = torch.stack([torch.full((1, 3, 32, 32), f / 10) for f in (5, 4, 6)], dim=1)  # tgt, past, future
+    for pose, source in zip(model.predict_poses(images), (4, 6), strict=True):
+        T_src_tgt = np.linalg.inv(frame_of[source]) @ frame_of[5]
+        np.testing.assert_allclose(pose.matrix()[0].numpy(), T_src_tgt, atol=1e-5)
+    with pytest.raises(ValueError, match="non-zero"):
+        model.relative_pose(images[:, 0], images[:, 0], 0)

@@ -60,7 +60,7 @@ def evaluate_model(
             scales[i] = metrics["scale"]
         if next_index is None or not batch["has_pose"].any():
             continue
-        T_pred = model.pose_net(batch["images"][:, 0], batch["images"][:, next_index + 1]).matrix()
+        T_pred = model.relative_pose(batch["images"][:, 0], batch["images"][:, next_index + 1], 1).matrix()
         T_gt = batch["T_src_tgt"][:, next_index]
         for i in torch.nonzero(batch["has_pose"]).flatten().tolist():
             pairs[batch["sequence"][i]].append(

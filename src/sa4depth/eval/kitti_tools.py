@@ -328,7 +328,7 @@ def predict_relative_poses(
     out = []
     for batch in loader:
         images = batch["images"].to(dev)
-        T = model.pose_net(images[:, 0], images[:, 1])
+        T = model.relative_pose(images[:, 0], images[:, 1], offset=1)
         if refine:
             height, width = images.shape[-2:]
             camera = Camera.from_K(batch["K"].to(dev), width, height)

@@ -48,21 +48,36 @@ class DepthPoseModel(nn.Module):
     def depth_from_disp(self, disp: torch.Tensor) -> torch.Tensor:
         return disp_to_depth(disp, self.cfg.model.min_depth, self.cfg.model.max_depth)[1]
 
-    def predict_poses(self, images: torch.Tensor) -> list[Pose]:
-        """Pose-net estimates ``T_src_tgt`` for each source of ``(B, N, 3, H, W)`` images.
+    def relative_pose(self, image_tgt: torch.Tensor, image_src: torch.Tensor, offset: int) -> Pose:
+        """The pose net's ``T_src_tgt`` for one frame pair: the one place the pair order is decided.
 
         The pose net always sees a pair in temporal order, ``pose_net(earlier, later) = T_later_earlier``;
-        for a source before the target that is ``T_tgt_src``, which is inverted. Feeding (target, source)
-        regardless of time order let the pose net settle on sideways translation for forward motion on
-        the synthetic world (cosine to the true direction ~0 after 200 steps, against 0.999 in time order).
+        for a source before the target (``offset < 0``) that is ``T_tgt_src``, which is inverted. Feeding
+        (target, source) regardless of time order let the pose net settle on sideways translation for
+        forward motion on the synthetic world (cosine to the true direction ~0 after 200 steps, against
+        0.999 in time order).
+
+        Args:
+            image_tgt: target images ``(B, 3, H, W)`` in [0, 1].
+            image_src: source images ``(B, 3, H, W)``, ``offset`` frames from the target.
+            offset: source frame index minus target frame index (non-zero).
+
+        Returns:
+            ``T_src_tgt`` of shape ``(B,)``, mapping target-camera points into the source camera.
         """
-        poses = []
-        for j, offset in enumerate(self.cfg.data.offsets, start=1):
-            if offset < 0:
-                poses.append(self.pose_net(images[:, j], images[:, 0]).inv())
-            else:
-                poses.append(self.pose_net(images[:, 0], images[:, j]))
-        return poses
+        if offset == 0:
+            raise ValueError("offset must be non-zero: a frame has no pose relative to itself")
+        if offset < 0:
+            return self.pose_net(image_src, image_tgt).inv()
+        return self.pose_net(image_tgt, image_src)
+
+    def predict_poses(self, images: torch.Tensor) -> list[Pose]:
+        """Pose-net estimates ``T_src_tgt`` for each source of ``(B, N, 3, H, W)`` images (target first,
+        then the sources in the order of ``data.offsets``); see `relative_pose`."""
+        return [
+            self.relative_pose(images[:, 0], images[:, j], offset)
+            for j, offset in enumerate(self.cfg.data.offsets, start=1)
+        ]
 
     def training_forward(self, batch: dict, step: int = 0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Loss and logs for one batch (see `sa4depth.data` for the batch fields).
