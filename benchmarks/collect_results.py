@@ -173,6 +173,11 @@ def main() -> None:
     out = [
         "# SA4Depth on the synthetic benchmark set: pipelines and ablations",
         "",
+        "**Withdrawn as evidence (2026-12-01).** These runs used the world before it was fixed (0.25 m per",
+        "frame: about one pixel of motion per frame at 64x192) and 600 steps, where the baselines were only a",
+        "little better than a constant depth map (AbsRel 0.75). They are kept for the record; the comparison",
+        "that counts is `benchmarks/results/converged/` (the CPU recipe, 3000 steps; README).",
+        "",
         "Made by `python benchmarks/collect_results.py` from the `summary.json` of each folder below.",
         "All runs: 64x192, batch 4, 600 steps, ImageNet EfficientNet-Lite0 depth encoder, seeds 0, 1, 2 (and",
         "3, 4 for Monodepth2 +- SA4Depth; n gives the count),",
