@@ -192,3 +192,10 @@ def test_relative_pose_feeds_pairs_in_time_order_and_inverts_past_sources():
         np.testing.assert_allclose(pose.matrix()[0].numpy(), T_src_tgt, atol=1e-5)
     with pytest.raises(ValueError, match="non-zero"):
         model.relative_pose(images[:, 0], images[:, 0], 0)
+
+
+def test_config_names_exactly_the_implemented_pipelines():
+    from sa4depth.config import PIPELINES
+    from sa4depth.train.objectives import OBJECTIVES
+
+    assert tuple(OBJECTIVES) == PIPELINES
