@@ -496,11 +496,23 @@ def _run_kitti_export_gt(args) -> None:
 
 def _add_evaluate_kitti(sub) -> None:
     p = sub.add_parser(
-        "evaluate-kitti", help="KITTI Eigen depth evaluation at full GT resolution (gt_depths.npz)"
+        "evaluate-kitti",
+        help="KITTI Eigen depth evaluation at full GT resolution of a checkpoint or of saved predictions",
+        description="Score a checkpoint's depth network (--checkpoint --root --split --gt) or any saved "
+        "predictions, N maps in the split's order as Monodepth2's --ext_disp_to_eval (--predictions --gt).",
     )
-    p.add_argument("--checkpoint", required=True, help="training checkpoint (.ckpt) to evaluate")
-    p.add_argument("--root", required=True, help="KITTI raw root")
-    p.add_argument("--split", required=True, help="test split file (e.g. eigen test_files.txt)")
+    mode = "no default: give --checkpoint or --predictions"
+    p.add_argument(
+        "--checkpoint", help=f"training checkpoint (.ckpt) to evaluate (needs --root, --split; {mode})"
+    )
+    p.add_argument("--root", help="with --checkpoint: KITTI raw root; no default")
+    p.add_argument("--split", help="with --checkpoint: test split file (eigen test_files.txt); no default")
+    p.add_argument("--predictions", help=f"a .npy of N maps (N, h, w) at the network's resolution ({mode})")
+    p.add_argument(
+        "--pred-kind",
+        choices=["disparity", "depth"],
+        help="with --predictions: what the maps hold; disparity as Monodepth2 saves it (default disparity)",
+    )
     p.add_argument("--gt", required=True, help="gt_depths.npz from `sa4depth kitti-export-gt`")
     p.add_argument(
         "--protocol",
@@ -512,11 +524,33 @@ def _add_evaluate_kitti(sub) -> None:
 
 
 def _run_evaluate_kitti(args) -> None:
-    from sa4depth.eval.kitti_tools import evaluate_kitti_depth
+    from sa4depth.eval.kitti_tools import evaluate_depth_predictions, evaluate_kitti_depth
 
-    results = evaluate_kitti_depth(
-        args.checkpoint, args.root, args.split, args.gt, out_json=args.output, protocol=args.protocol
-    )
+    if (args.checkpoint is None) == (args.predictions is None):
+        raise InputError(
+            "evaluate-kitti",
+            "give either --checkpoint (with --root, --split) or --predictions (with --gt)"
+            if args.checkpoint is None
+            else "--checkpoint and --predictions exclude each other",
+        )
+    mode, other = ("--checkpoint", "--predictions") if args.checkpoint else ("--predictions", "--checkpoint")
+    needed = ("--root", "--split") if args.checkpoint else ()
+    foreign = ("--pred-kind",) if args.checkpoint else ("--root", "--split")
+    given = {"--root": args.root, "--split": args.split, "--pred-kind": args.pred_kind}
+    for option in needed:
+        if given[option] is None:
+            raise InputError(option, f"required with {mode}")
+    for option in foreign:
+        if given[option] is not None:
+            raise InputError(option, f"only with {other}, not with {mode}")
+    if args.checkpoint:
+        results = evaluate_kitti_depth(
+            args.checkpoint, args.root, args.split, args.gt, out_json=args.output, protocol=args.protocol
+        )
+    else:
+        results = evaluate_depth_predictions(
+            args.predictions, args.gt, args.output, args.protocol, args.pred_kind or "disparity"
+        )
     print(json.dumps(results.get("depth", results), indent=2, default=float))
     print(f"metrics written to {args.output}")
 

@@ -1,6 +1,7 @@
 """KITTI tools: ground-truth export, full-resolution depth evaluation and the odometry evaluation path."""
 
 import dataclasses
+import io
 import json
 import shutil
 
@@ -18,6 +19,7 @@ from sa4depth.errors import InputError
 from sa4depth.eval.depth_metrics import DEPTH_METRIC_KEYS, compute_depth_metrics
 from sa4depth.eval.kitti_tools import (
     evaluate_depth_full_resolution,
+    evaluate_depth_predictions,
     evaluate_odometry,
     evaluate_trajectory_file,
     export_gt_depths,
@@ -348,11 +350,11 @@ def blocky_prediction(gt: np.ndarray, rows: int = 24, cols: int = 80, size=(192,
     return 0.03 * cv2.resize(cells, (size[1], size[0]), interpolation=cv2.INTER_NEAREST)
 
 
-def monodepth2_errors(pred_depth: np.ndarray, gt: np.ndarray) -> np.ndarray:
+def monodepth2_errors(pred_disp: np.ndarray, gt: np.ndarray) -> np.ndarray:
     """Monodepth2's evaluate_depth.py for one "eigen" image, re-stated (nianticlabs/monodepth2 @ b676244):
     resize the float32 disparity with cv2, invert, Garg crop, 1e-3 < gt < 80, median scaling, clamp."""
     height, width = gt.shape
-    pred = 1 / cv2.resize((1 / pred_depth).astype(np.float32), (width, height))
+    pred = 1 / cv2.resize(pred_disp.astype(np.float32), (width, height))
     crop = np.array([0.40810811 * height, 0.99189189 * height, 0.03594771 * width, 0.96405229 * width])
     crop = crop.astype(np.int32)
     crop_mask = np.zeros(gt.shape)
@@ -385,7 +387,7 @@ def test_full_resolution_evaluation_resizes_disparity_as_monodepth2(tiny, tmp_pa
         return torch.from_numpy(np.stack([next(served) for _ in images]))[:, None]
 
     results = evaluate_depth_full_resolution(predict, tiny, tiny / "kitti_tiny.txt", maps, 192, 640)
-    expected = np.mean([monodepth2_errors(p, gt) for p, gt in zip(preds, maps, strict=True)], axis=0)
+    expected = np.mean([monodepth2_errors(1 / p, gt) for p, gt in zip(preds, maps, strict=True)], axis=0)
     got = np.array([results["depth"][k] for k in DEPTH_METRIC_KEYS])
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
     # Resizing the depth instead moves AbsRel by 0.0017 (measured: 0.07689 vs 0.07862), 1700x the tolerance.
@@ -393,6 +395,105 @@ def test_full_resolution_evaluation_resizes_disparity_as_monodepth2(tiny, tmp_pa
     pairs = zip(preds, maps, strict=True)
     wrong = np.mean([compute_depth_metrics(p, gt, depth_resized)["abs_rel"] for p, gt in pairs])
     assert wrong - expected[0] > 1e-3
+
+
+def test_saved_predictions_are_scored_as_monodepth2(tiny, tmp_path, capsys):
+    """Monodepth2's ``--ext_disp_to_eval`` through the CLI: 192 x 640 disparities with sharp edges from the
+    real LiDAR, equal to the re-stated formula to 1e-6; the same maps saved as depth score the same."""
+    gt_npz = tmp_path / "gt.npz"
+    export_gt_depths(tiny, tiny / "kitti_tiny.txt", gt_npz, source="proj_depth")
+    maps = load_gt_depths(gt_npz)
+    disps = np.stack([1 / blocky_prediction(gt) for gt in maps]).astype(np.float32)
+    np.save(tmp_path / "disps.npy", disps)
+    out = tmp_path / "out" / "metrics.json"
+    argv = ["evaluate-kitti", "--predictions", str(tmp_path / "disps.npy"), "--gt", str(gt_npz)]
+    code, stdout, _ = run_cli([*argv, "--output", str(out)], capsys)
+    assert code == 0 and stdout.endswith(f"metrics written to {out}\n")
+    assert [p.name for p in out.parent.iterdir()] == ["metrics.json"]  # no temporary file left
+    saved = json.loads(out.read_text())
+    expected = np.mean([monodepth2_errors(d, gt) for d, gt in zip(disps, maps, strict=True)], axis=0)
+    np.testing.assert_allclose([saved["depth"][k] for k in DEPTH_METRIC_KEYS], expected, rtol=0, atol=1e-6)
+    assert (saved["count"], saved["protocol"], saved["pred_kind"]) == (5, "kitti_eigen", "disparity")
+
+    np.save(tmp_path / "depths.npy", 1 / disps)
+    as_depth = evaluate_depth_predictions(tmp_path / "depths.npy", gt_npz, pred_kind="depth")
+    np.testing.assert_allclose([as_depth["depth"][k] for k in DEPTH_METRIC_KEYS], expected, rtol=0, atol=1e-6)
+    # Depth read as disparity is upside down: far becomes near.
+    wrong = evaluate_depth_predictions(tmp_path / "depths.npy", gt_npz)
+    assert wrong["depth"]["abs_rel"] > 3 * expected[0]
+
+
+def npy_bytes(maps: np.ndarray, npz: bool = False) -> bytes:
+    buf = io.BytesIO()
+    (np.savez if npz else np.save)(buf, maps)
+    return buf.getvalue()
+
+
+MAPS = np.full((3, 6, 20), 0.5, np.float32)
+"""Three valid 6 x 20 disparity maps, for three 12 x 40 GT maps."""
+
+
+def with_value(index: tuple, value: float) -> np.ndarray:
+    maps = MAPS.copy()
+    maps[index] = value
+    return maps
+
+
+PRED = ["--predictions", "{pred}", "--gt", "{gt}"]
+CKPT = ["--checkpoint", "c.ckpt", "--root", "r", "--split", "s.txt", "--gt", "{gt}"]
+
+
+@pytest.mark.parametrize(
+    ("content", "args", "message"),
+    [
+        (npy_bytes(MAPS[:2]), PRED, "{pred}: 2 maps but {gt} has 3 ground-truth maps"),
+        (npy_bytes(MAPS[0]), PRED, "{pred}: expected N maps (N, h, w), got shape (6, 20)"),
+        (npy_bytes(MAPS[:, None]), PRED, "{pred}: expected N maps (N, h, w), got shape (3, 1, 6, 20)"),
+        (npy_bytes(np.ones((3, 6, 20), np.int64)), PRED, "{pred}: expected floats, got int64"),
+        (npy_bytes(with_value((1, 2, 3), np.nan)), PRED, "{pred}: map 1: NaN or Inf"),
+        (npy_bytes(with_value((2, 0, 0), -np.inf)), PRED, "{pred}: map 2: NaN or Inf"),
+        (npy_bytes(with_value((1, 5, 19), 0.0)), PRED, "{pred}: map 1: values <= 0 (min 0)"),
+        (npy_bytes(with_value((0, 3, 3), -2.0)), PRED, "{pred}: map 0: values <= 0 (min -2)"),
+        (b"0.5 0.5 0.5\n", PRED, "{pred}: cannot read as a .npy array (not numbers in numpy.save format)"),
+        (npy_bytes(MAPS)[:200], PRED, "{pred}: cannot read as a .npy array (Failed to read all data"),
+        (npy_bytes(MAPS, npz=True), PRED, "{pred}: an .npz archive, not a .npy array of N maps"),
+        (None, PRED, "{pred}: file not found"),
+        (
+            npy_bytes(MAPS),
+            [*PRED[:2], "--gt", "{pred}"],
+            "{pred}: a .npy array, not an .npz archive of ground-truth maps",
+        ),
+        (npy_bytes(MAPS), [*PRED, "--protocol", "eigen"], "depth protocol: unknown name 'eigen'"),
+        (npy_bytes(MAPS), [*PRED, "--root", "r"], "--root: only with --checkpoint, not with --predictions"),
+        (npy_bytes(MAPS), [*PRED, "--split", "s"], "--split: only with --checkpoint, not with --predictions"),
+        (
+            npy_bytes(MAPS),
+            [*PRED, "--checkpoint", "c.ckpt"],
+            "evaluate-kitti: --checkpoint and --predictions exclude each other",
+        ),
+        (
+            None,
+            ["--gt", "{gt}"],
+            "evaluate-kitti: give either --checkpoint (with --root, --split) or --predictions (with --gt)",
+        ),
+        (None, [*CKPT[:4], *CKPT[-2:]], "--split: required with --checkpoint"),
+        (
+            None,
+            [*CKPT, "--pred-kind", "depth"],
+            "--pred-kind: only with --predictions, not with --checkpoint",
+        ),
+    ],
+)
+def test_bad_predictions_or_options_are_one_line_errors(tmp_path, capsys, content, args, message):
+    gt, pred, out = tmp_path / "gt.npz", tmp_path / "pred.npy", tmp_path / "out" / "metrics.json"
+    np.savez(gt, **{f"depth_{i:05d}": np.full((12, 40), 10.0, np.float32) for i in range(3)})
+    if content is not None:
+        pred.write_bytes(content)
+    argv = [a.format(pred=pred, gt=gt) for a in args]
+    code, _, err = run_cli(["evaluate-kitti", *argv, "--output", str(out)], capsys)
+    expected = "error: " + message.format(pred=pred, gt=gt)
+    assert code == 2 and err.startswith(expected) and err.count("\n") == 1, err
+    assert not out.parent.exists()
 
 
 # --- evaluate_odometry end to end ---------------------------------------------------------------------------

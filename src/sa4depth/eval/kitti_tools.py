@@ -1,7 +1,7 @@
 """KITTI benchmark tools: export Eigen / improved ground truth, full-resolution depth evaluation, odometry.
 
-Entry points of ``sa4depth kitti-export-gt``, ``evaluate-kitti`` and ``evaluate-odometry`` (a checkpoint's
-pose net: `evaluate_odometry`; any KITTI trajectory file: `evaluate_trajectory_file`).
+Entry points of ``sa4depth kitti-export-gt``, ``evaluate-kitti`` (a checkpoint or saved maps:
+`evaluate_kitti_depth`, `evaluate_depth_predictions`) and ``evaluate-odometry`` (or a trajectory file).
 """
 
 from __future__ import annotations
@@ -122,7 +122,10 @@ def load_gt_depths(path: str | os.PathLike, allow_pickle: bool = False) -> list[
     if not path.is_file():
         raise InputError(path, "ground-truth file not found")
     try:
-        with np.load(path, allow_pickle=allow_pickle) as z:
+        loaded = np.load(path, allow_pickle=allow_pickle)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise InputError(path, "a .npy array, not an .npz archive of ground-truth maps")
+        with loaded as z:
             keys = sorted(k for k in z.files if k.startswith("depth_"))
             if keys:
                 return [z[k] for k in keys]
@@ -201,7 +204,17 @@ def evaluate_depth_full_resolution(
             depth = predict(batch)
         for j, item in enumerate(chunk):
             accumulator.update(depth[j, 0], gt_depths[start + j], sequence=item.drive)
-    results = {"protocol": protocol, "depth": accumulator.compute(), "count": len(accumulator.per_image)}
+    return _depth_results(accumulator)
+
+
+def _depth_results(accumulator: DepthMetricAccumulator) -> dict:
+    """``protocol``, ``depth`` (`DepthMetricAccumulator.compute`), ``count`` and, when the images were
+    given sequences, ``scale_consistency``."""
+    results = {
+        "protocol": accumulator.protocol.name,
+        "depth": accumulator.compute(),
+        "count": len(accumulator.per_image),
+    }
     by_sequence = accumulator.scales_by_sequence()
     if by_sequence:
         results["scale_consistency"] = scale_consistency(by_sequence)
@@ -235,6 +248,99 @@ def evaluate_kitti_depth(
         batch_size=batch_size,
     )
     results["checkpoint"] = str(checkpoint)
+    if out_json is not None:
+        write_metrics_json(out_json, results)
+    return results
+
+
+# --- Saved depth predictions ------------------------------------------------------------------------------
+
+PRED_KINDS = ("disparity", "depth")
+"""What the maps of a predictions file hold (``--pred-kind``)."""
+
+
+def read_depth_predictions(path: str | os.PathLike) -> np.ndarray:
+    """Read a ``.npy`` of predicted maps, e.g. the ``disps`` Monodepth2's ``evaluate_depth.py`` saves.
+
+    Returns:
+        ``(N, h, w)`` floats as stored.
+
+    Raises:
+        InputError: naming the file: missing or not a ``.npy`` array (pickled objects are refused), not
+            three dimensions or not floats, or a map with NaN/Inf or a value <= 0 (naming the map).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "file not found")
+    try:
+        maps = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:  # numpy reads anything without its magic as a pickle
+        reason = "not numbers in numpy.save format" if "pickle" in str(e) else str(e).splitlines()[0]
+        raise InputError(path, f"cannot read as a .npy array ({reason})") from None
+    if not isinstance(maps, np.ndarray):
+        maps.close()
+        raise InputError(path, "an .npz archive, not a .npy array of N maps")
+    if maps.ndim != 3:
+        raise InputError(path, f"expected N maps (N, h, w), got shape {maps.shape}")
+    if not np.issubdtype(maps.dtype, np.floating):
+        raise InputError(path, f"expected floats, got {maps.dtype}")
+    bad = np.flatnonzero(~np.isfinite(maps).all(axis=(1, 2)))
+    if bad.size:
+        raise InputError(path, f"map {bad[0]}: NaN or Inf")
+    bad = np.flatnonzero((maps <= 0).any(axis=(1, 2)))
+    if bad.size:
+        raise InputError(
+            path, f"map {bad[0]}: values <= 0 (min {maps[bad[0]].min():g}); need depth or disparity > 0"
+        )
+    return maps
+
+
+def evaluate_depth_predictions(
+    predictions: str | os.PathLike,
+    gt_npz: str | os.PathLike,
+    out_json: str | os.PathLike | None = None,
+    protocol: str = "kitti_eigen",
+    pred_kind: str = "disparity",
+) -> dict:
+    """Score saved depth predictions against ground-truth maps, as Monodepth2's ``--ext_disp_to_eval``.
+
+    Map ``i`` of ``predictions`` (`read_depth_predictions`, at the network's resolution) is scored against
+    map ``i`` of ``gt_npz`` (`load_gt_depths`) by `DepthMetricAccumulator`: ``protocol.resized_quantity``
+    is resized to the GT size (for the KITTI protocols the disparity, inverted after, exactly as Monodepth2),
+    then crop, depth range and median scaling per ``protocol``.
+
+    Args:
+        predictions: ``.npy`` of ``(N, h, w)`` maps, in the order of the split the GT was exported from.
+        gt_npz: N ground-truth maps from `export_gt_depths`.
+        out_json: if given, the results are written there (atomically).
+        protocol: a `sa4depth.eval.protocols` name.
+        pred_kind: "disparity" (Monodepth2's saved ``disps``; any positive scale) or "depth".
+
+    Returns:
+        dict with ``depth`` (metric means and scale statistics), ``protocol``, ``count``, ``predictions``,
+        ``gt`` and ``pred_kind``.
+
+    Raises:
+        InputError: a bad option, a malformed file (see `read_depth_predictions`, `load_gt_depths`), or a
+            map count that differs from the GT's.
+    """
+    if pred_kind not in PRED_KINDS:
+        raise InputError("pred_kind", f"must be one of {PRED_KINDS}, got {pred_kind!r}")
+    accumulator = DepthMetricAccumulator(get_protocol(protocol))
+    if out_json is not None:
+        layout.check_output_file(out_json)
+    maps = read_depth_predictions(predictions)
+    gt_depths = load_gt_depths(gt_npz)
+    if len(maps) != len(gt_depths):
+        raise InputError(predictions, f"{len(maps)} maps but {gt_npz} has {len(gt_depths)} ground-truth maps")
+    for pred, gt in zip(maps, gt_depths, strict=True):
+        accumulator.update(pred, gt, disparity=pred_kind == "disparity")
+    results = {
+        **_depth_results(accumulator),
+        "predictions": str(predictions),
+        "gt": str(gt_npz),
+        "pred_kind": pred_kind,
+    }
     if out_json is not None:
         write_metrics_json(out_json, results)
     return results
