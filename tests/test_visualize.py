@@ -1,4 +1,5 @@
-"""Plots: trajectory alignment numbers, scale-factor figures from evaluation results, TensorBoard curves."""
+"""Plots: trajectory alignment numbers, scale-factor figures from evaluation results, TensorBoard curves of
+one run or several overlaid (constant series left out)."""
 
 import io
 import json
@@ -10,6 +11,9 @@ from PIL import Image
 from sa4depth.data import layout
 from sa4depth.errors import InputError
 from sa4depth.visualize import (
+    _curves_figure,
+    constant_tags,
+    default_tags,
     load_scalars,
     plot_scale_factors,
     plot_training_curves,
@@ -124,3 +128,31 @@ def test_training_curves_read_every_scalar_and_merge_resumed_runs(tmp_path):
         plot_training_curves(run, tags=["val/a1"])
     with pytest.raises(InputError, match="no TensorBoard event files"):
         load_scalars(tmp_path / "empty")
+
+
+def test_curves_of_several_runs_are_overlaid_once_per_metric_without_constant_series(tmp_path):
+    common = {"val/count": [(1, 64.0), (2, 64.0)], "val/n_skipped": [(1, 0.0), (2, 0.0)], "epoch": [(2, 0.0)]}
+    write_events(tmp_path / "a" / "tensorboard", {"train/loss": [(0, 1.0), (1, 0.5)], **common})
+    write_events(tmp_path / "b" / "tensorboard", {"train/loss": [(0, 0.9), (1, 0.4)], **common})
+    write_events(tmp_path / "b" / "tensorboard", {"val/abs_rel": [(1, 0.3), (2, 0.2)]})  # b alone
+    runs = {name: load_scalars(tmp_path / name) for name in ("a", "b")}
+    assert constant_tags(runs) == {"val/count": 64.0, "val/n_skipped": 0.0, "epoch": 0.0}
+    assert default_tags(runs) == ["train/loss", "val/abs_rel"]
+    fig = _curves_figure(runs, None, 9)
+    panels = {ax.get_title(): ax for ax in fig.axes}
+    assert sorted(panels) == ["train/loss", "val/abs_rel"]  # each metric once
+    loss = panels["train/loss"]
+    assert [line.get_label() for line in loss.get_lines()] == ["a", "b"]  # both runs, one colour each
+    ys = [line.get_ydata().tolist() for line in loss.get_lines()]
+    assert ys == [pytest.approx([1.0, 0.5]), pytest.approx([0.9, 0.4])]  # float32 in the event files
+    assert tuple(loss.get_lines()[0].get_color()) != tuple(loss.get_lines()[1].get_color())
+    assert [line.get_label() for line in panels["val/abs_rel"].get_lines()] == ["b"]
+    assert loss.get_legend() is not None
+    # One run: the same panels, no legend; a run of constants alone has nothing to draw.
+    single = _curves_figure({"a": runs["a"]}, None, 9)
+    assert [ax.get_title() for ax in single.axes] == ["train/loss"] and single.axes[0].get_legend() is None
+    png = plot_training_curves({"a": tmp_path / "a", "b": tmp_path / "b"})
+    assert png_size(png)[0] > 2 * png_size(png)[1]  # two panels side by side
+    write_events(tmp_path / "c" / "tensorboard", common)
+    with pytest.raises(InputError, match="no scalars logged that change"):
+        plot_training_curves(tmp_path / "c")

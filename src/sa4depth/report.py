@@ -1,6 +1,9 @@
-"""One self-contained HTML page about a training run: metrics, depth images, plots, config and versions.
+"""One self-contained HTML page about a training run, or comparing the runs in a folder (a demo's output):
+metrics, depth images, plots, config and versions.
 
-Every image is inlined as a base64 data URI, so the single file can be mailed or archived as it is.
+Every image is inlined as a base64 data URI, so the single file can be mailed or archived as it is. Runs
+of one page share its sections: each result is listed once, the training curves of all runs are overlaid
+in one panel per metric, and their configs are shown with the keys that differ.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ import platform
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
+
+import yaml
 
 from sa4depth.data.layout import atomic_write_text
 from sa4depth.errors import InputError
@@ -31,6 +36,8 @@ EXTRA_TITLES = {
 MAX_IMAGES = 12
 MAX_IMAGE_BYTES = 5_000_000
 SKIP_DIRS = {"tensorboard", "checkpoints", "lightning_logs"}
+RUN_MARKERS = ("checkpoints", "tensorboard", "config.yaml")
+"""What a training run writes into its folder (`sa4depth.train.run.RUN_ENTRIES`): any one marks a run."""
 
 _CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
@@ -99,26 +106,77 @@ def is_result(value) -> bool:
 
 
 def find_results(run_dir: Path) -> tuple[dict[str, dict], list[str]]:
-    """Evaluation results in the run's JSON files: name -> result, and notes on files that were skipped.
+    """Evaluation results in the folder's JSON files: name -> result, and notes on files skipped or copies.
 
     A file is one result (named after its path) or a comparison ``{name: result, ...}`` (demo output).
+    Each distinct result is listed once: a demo writes every variant's result into ``comparison.json``
+    and into its run's ``metrics_test.json``, and the comparison's name (``comparison: monodepth2``) is
+    the one kept.
     """
-    results: dict[str, dict] = {}
+    found: list[tuple[str, dict, bool]] = []  # (name, result, from a comparison file)
     notes = []
-    for path in sorted(run_dir.rglob("*.json")):
+    for path in _files(run_dir, (".json",)):
         rel = path.relative_to(run_dir)
-        if set(rel.parts[:-1]) & SKIP_DIRS or any(p.startswith(".") for p in rel.parts):
-            continue
         try:
             data = json.loads(path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError, OSError) as e:
             notes.append(f"{rel}: skipped, not valid JSON ({e.__class__.__name__})")
             continue
         if is_result(data):
-            results[str(rel.with_suffix(""))] = data
+            found.append((str(rel.with_suffix("")), data, False))
         elif isinstance(data, Mapping) and data and all(is_result(v) for v in data.values()):
-            results.update({f"{rel.with_suffix('')}: {k}": v for k, v in data.items()})
+            found += [(f"{rel.with_suffix('')}: {k}", v, True) for k, v in data.items()]
+    copies: dict[str, list[tuple[str, dict, bool]]] = {}
+    for entry in found:
+        copies.setdefault(json.dumps(entry[1], sort_keys=True), []).append(entry)
+    results = {}
+    for group in copies.values():
+        name, result, _ = next((e for e in group if e[2]), group[0])
+        results[name] = result
+        notes += [f"{other}: the same results as {name}, listed once" for other, *_ in group if other != name]
     return results, notes
+
+
+def is_run(folder: Path) -> bool:
+    """Whether ``folder`` holds a training run (one of `RUN_MARKERS`)."""
+    return any((folder / name).exists() for name in RUN_MARKERS)
+
+
+def find_runs(folder: Path) -> dict[str, Path]:
+    """The training runs of a report: name -> folder.
+
+    ``folder`` itself (named after it) if it is a run, else every run below it (not inside another run,
+    a hidden folder or `SKIP_DIRS`), named by its path relative to ``folder``; empty if there is none.
+    """
+    if is_run(folder):
+        return {folder.resolve().name: folder}
+    runs = {}
+    for parent, dirs, _ in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in SKIP_DIRS)
+        for d in list(dirs):
+            if is_run(Path(parent) / d):
+                runs[(Path(parent) / d).relative_to(folder).as_posix()] = Path(parent) / d
+                dirs.remove(d)  # a run's own sub-folders hold no further runs
+    return dict(sorted(runs.items()))
+
+
+def _is_dataset(folder: Path) -> bool:
+    """Whether ``folder`` is a dataset root (`sa4depth.data.layout`: ``sequences/`` and ``splits/``)."""
+    return (folder / "sequences").is_dir() and (folder / "splits").is_dir()
+
+
+def _files(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
+    """Files below ``folder`` with one of ``suffixes``, sorted; hidden folders, `SKIP_DIRS` and datasets
+    (a demo renders its world into its output folder: thousands of frames that are no result) left out."""
+    found = []
+    for parent, dirs, files in os.walk(folder):
+        dirs[:] = [
+            d
+            for d in dirs
+            if not d.startswith(".") and d not in SKIP_DIRS and not _is_dataset(Path(parent) / d)
+        ]
+        found += [Path(parent) / f for f in files if not f.startswith(".") and f.lower().endswith(suffixes)]
+    return sorted(found)
 
 
 def find_checkpoint(run_dir: Path) -> Path | None:
@@ -129,17 +187,10 @@ def find_checkpoint(run_dir: Path) -> Path | None:
 
 
 def find_images(run_dir: Path, exclude: set[Path]) -> list[Path]:
-    """PNG/JPEG files of the run (depth maps, demo figures), outside the logger and checkpoint folders."""
-    found = []
-    for path in sorted(run_dir.rglob("*")):
-        rel = path.relative_to(run_dir)
-        if path.suffix.lower() not in (".png", ".jpg", ".jpeg") or path in exclude:
-            continue
-        if set(rel.parts[:-1]) & SKIP_DIRS or any(p.startswith(".") for p in rel.parts):
-            continue
-        if path.stat().st_size <= MAX_IMAGE_BYTES:
-            found.append(path)
-    return found
+    """PNG/JPEG files of the run (depth maps, demo figures), outside the logger, checkpoint and dataset
+    folders (`_files`)."""
+    images = _files(run_dir, (".png", ".jpg", ".jpeg"))
+    return [p for p in images if p not in exclude and p.stat().st_size <= MAX_IMAGE_BYTES]
 
 
 def versions() -> dict[str, str]:
@@ -201,66 +252,106 @@ def _attempt(label: str, make: Callable[[], str], notes: list[str]) -> str:
         return ""
 
 
-def _plots_section(run_dir: Path, results: dict[str, dict], checkpoint: Path | None, samples: int) -> str:
+def _curves_part(runs: dict[str, Path], notes: list[str]) -> str:
+    """Every run's TensorBoard curves overlaid, one panel per metric; constant series only named."""
+    from sa4depth import visualize
+
+    logged = {name: d for name, d in runs.items() if visualize.event_dirs(d)}
+    if not logged:
+        notes.append("training curves skipped: no TensorBoard event files under tensorboard/")
+        return ""
+    if len(logged) < len(runs):
+        notes.append(f"no TensorBoard event files in {', '.join(sorted(runs.keys() - logged.keys()))}")
+
+    def draw() -> str:
+        scalars = {name: visualize.load_scalars(d) for name, d in logged.items()}
+        constant = visualize.constant_tags(scalars)
+        constant = {t: v for t, v in constant.items() if t not in visualize.BOOKKEEPING_TAGS}
+        if constant:
+            values = ", ".join(f"{tag} = {value:g}" for tag, value in sorted(constant.items()))
+            notes.append(f"constant in every run, so not plotted: {values}")
+        caption = "Training curves (TensorBoard)"
+        if len(logged) > 1:
+            caption = f"Training curves of {len(logged)} runs overlaid (TensorBoard): {', '.join(logged)}"
+        return _figure(visualize.plot_scalars(scalars), caption)
+
+    return _attempt("training curves", draw, notes)
+
+
+def _plots_section(runs: dict[str, Path], results: dict[str, dict], samples: int) -> str:
     from sa4depth import visualize
 
     notes: list[str] = []
-    parts = []
-    if visualize.event_dirs(run_dir):
-        parts.append(
-            _attempt(
-                "training curves",
-                lambda: _figure(visualize.plot_training_curves(run_dir), "Training curves (TensorBoard)"),
-                notes,
-            )
-        )
-    else:
-        notes.append("training curves skipped: no TensorBoard event files under tensorboard/")
+    parts = [_curves_part(runs, notes)]
     for name, result in results.items():
         if visualize.has_scale_data(result):
             png = visualize.plot_scale_factors(result, title=name)
             parts.append(_figure(png, f"Per-sequence scale factors, {name}"))
-    if checkpoint is None:
-        notes.append("depth samples and trajectory skipped: no checkpoints/best.ckpt or last.ckpt")
-    else:
-        parts.extend(_checkpoint_figures(checkpoint, samples, notes))
+    checkpoints = {name: find_checkpoint(d) for name, d in runs.items()}
+    without = [name for name, c in checkpoints.items() if c is None]
+    if without:
+        which = f" for {', '.join(without)}" if len(runs) > 1 else ""
+        notes.append(f"depth samples and trajectory skipped{which}: no checkpoints/best.ckpt or last.ckpt")
+    found = {name: c for name, c in checkpoints.items() if c is not None}
+    if found:
+        parts.extend(_checkpoint_figures(found, samples, notes, multi=len(runs) > 1))
     return _section("Plots", "".join(parts) + "".join(map(_note, notes)))
 
 
-def _checkpoint_figures(checkpoint: Path, samples: int, notes: list[str]) -> list[str]:
+def _checkpoint_figures(
+    checkpoints: dict[str, Path], samples: int, notes: list[str], multi: bool
+) -> list[str]:
+    """Depth on test frames (all runs' models side by side, per dataset) and each run's trajectory."""
     from sa4depth.train.run import load_checkpoint
     from sa4depth.visualize import plot_trajectories, sequence_trajectory
 
-    try:
-        system, cfg = load_checkpoint(checkpoint)
-    except InputError as e:
-        notes.append(f"depth samples and trajectory skipped: {e}")
-        return []
+    loaded = {}
+    for name, checkpoint in checkpoints.items():
+        try:
+            loaded[name] = load_checkpoint(checkpoint)
+        except InputError as e:
+            notes.append(f"depth samples and trajectory skipped: {e}")
+    # Models of one dataset and resolution share a figure, so their depth is compared on the same frames.
+    groups: dict[tuple, list[str]] = {}
+    for name, (_, cfg) in loaded.items():
+        d = cfg.data
+        groups.setdefault((d.dataset, d.root, d.test_split, d.height, d.width), []).append(name)
     parts = []
     with tempfile.TemporaryDirectory() as tmp:
 
-        def depth_samples() -> str:
+        def depth_samples(names: list[str]) -> str:
             from sa4depth.data.datamodule import build_dataset
             from sa4depth.demo import depth_figure
 
+            cfg = loaded[names[0]][1]
             dataset = build_dataset(cfg.data, cfg.data.test_split, train=False)
             out = Path(tmp) / "depth.png"
-            depth_figure({checkpoint.name: system.model}, dataset, out, n=min(samples, len(dataset)))
-            caption = f"Test frames: image, ground truth, prediction ({checkpoint.name}, {cfg.data.root})"
+            label = {n: n if multi else checkpoints[n].name for n in names}
+            models = {label[n]: loaded[n][0].model for n in names}
+            depth_figure(models, dataset, out, n=min(samples, len(dataset)))
+            which = ", ".join(f"{n}: {checkpoints[n].name}" for n in names) if multi else label[names[0]]
+            caption = f"Test frames: image, ground truth, prediction ({which}; {cfg.data.root})"
             return _figure(out.read_bytes(), caption)
 
-        def trajectory() -> str:
-            name, gt, pred = sequence_trajectory(system.model, cfg)
+        def trajectory(name: str) -> str:
+            system, cfg = loaded[name]
+            sequence, gt, pred = sequence_trajectory(system.model, cfg)
             out = Path(tmp) / "trajectory.png"
-            info = plot_trajectories(gt, pred, out, title=name)
+            info = plot_trajectories(gt, pred, out, title=f"{name}: {sequence}" if multi else sequence)
+            of = f" of {name}" if multi else ""
             caption = (
-                f"Pose-network trajectory of test sequence {name}, 7-DoF aligned (scale {info['scale']:.3g})"
+                f"Pose-network trajectory{of}, test sequence {sequence}, 7-DoF aligned "
+                f"(scale {info['scale']:.3g})"
             )
             return _figure(out.read_bytes(), caption)
 
         if samples > 0:
-            parts.append(_attempt("depth samples", depth_samples, notes))
-        parts.append(_attempt("trajectory", trajectory, notes))
+            for names in groups.values():
+                parts.append(_attempt("depth samples", lambda names=names: depth_samples(names), notes))
+        for name in loaded:
+            parts.append(
+                _attempt(f"trajectory{' of ' + name if multi else ''}", lambda n=name: trajectory(n), notes)
+            )
     return parts
 
 
@@ -277,11 +368,54 @@ def _images_section(run_dir: Path, out_html: Path) -> str:
     return _section("Images", "".join(parts))
 
 
-def _config_section(run_dir: Path) -> str:
-    path = run_dir / "config.yaml"
-    if not path.is_file():
-        return _section("Config", _note("no config.yaml in the run folder"))
-    return _section("Config", f"<pre>{_esc(path.read_text())}</pre>")
+def _flat(config, prefix: str = "") -> dict[str, object]:
+    """A nested config as ``{"data.root": ..., ...}``."""
+    if not isinstance(config, Mapping):
+        return {prefix: config}
+    flat = {}
+    for key, value in config.items():
+        flat.update(_flat(value, f"{prefix}.{key}" if prefix else str(key)))
+    return flat
+
+
+def _differences(configs: dict[str, dict[str, object]]) -> str:
+    """A table of the keys whose values differ between the runs' flattened configs (one column per run)."""
+    unset = "(not set)"
+    keys = sorted({k for flat in configs.values() for k in flat})
+    differ = [k for k in keys if len({repr(flat.get(k, unset)) for flat in configs.values()}) > 1]
+    if not differ:
+        return _note("the runs' configs are identical")
+    head = "".join(f"<th>{_esc(c)}</th>" for c in ["key", *configs])
+    rows = "".join(
+        f"<tr><td>{_esc(k)}</td>"
+        + "".join(f"<td>{_esc(f.get(k, unset))}</td>" for f in configs.values())
+        + "</tr>"
+        for k in differ
+    )
+    table = f'<table class="config"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
+    return "<h3>Keys that differ</h3>" + table
+
+
+def _config_section(runs: dict[str, Path], multi: bool) -> str:
+    """Each run's ``config.yaml``; for several runs first the keys whose values differ (`_differences`)."""
+    texts = {n: (d / "config.yaml").read_text() for n, d in runs.items() if (d / "config.yaml").is_file()}
+    if not multi:
+        if not texts:
+            return _section("Config", _note("no config.yaml in the run folder"))
+        return _section("Config", f"<pre>{_esc(next(iter(texts.values())))}</pre>")
+    notes = [_note(f"{name}: no config.yaml") for name in runs if name not in texts]
+    configs = {}
+    for name, text in texts.items():
+        try:
+            configs[name] = _flat(yaml.safe_load(text))
+        except yaml.YAMLError as e:
+            notes.append(_note(f"{name}/config.yaml: not valid YAML ({str(e).splitlines()[0]})"))
+    table = _differences(configs) if len(configs) > 1 else ""
+    full = "".join(
+        f"<details><summary>{_esc(name)}/config.yaml</summary><pre>{_esc(text)}</pre></details>"
+        for name, text in texts.items()
+    )
+    return _section("Config", table + "".join(notes) + full)
 
 
 def _versions_section() -> str:
@@ -295,16 +429,20 @@ def _versions_section() -> str:
 def write_report(
     run_dir: str | os.PathLike, out_html: str | os.PathLike | None = None, samples: int = 4
 ) -> Path:
-    """Write one self-contained HTML report of a training run (default ``<run_dir>/report.html``).
+    """Write one self-contained HTML report of a training run or of the runs in a folder.
 
-    Contents: metrics tables from every evaluation JSON in the run folder (`sa4depth evaluate` output or
-    a demo ``comparison.json``); plots (training curves from ``tensorboard/``, per-sequence scale factors,
-    and, when a checkpoint and its dataset are available, predicted depth on test frames and the pose
-    network's trajectory against the ground truth); the run's PNG/JPEG images; ``config.yaml``; and the
-    software versions. Parts whose inputs are missing are replaced by a note saying why.
+    ``run_dir`` is a run (it holds ``checkpoints/``, ``tensorboard/`` or ``config.yaml``) or a folder of
+    runs such as a demo's output (`find_runs`); then the page compares them. Contents: metrics tables from
+    every evaluation JSON in the folder (`sa4depth evaluate` output or a demo ``comparison.json``; each
+    result once); plots (training curves from ``tensorboard/``, every run's overlaid in one panel per
+    metric, constant series left out; per-sequence scale factors; and, when a checkpoint and its dataset
+    are available, predicted depth on test frames, every run's model side by side, and the pose network's
+    trajectory against the ground truth); the PNG/JPEG images; each run's ``config.yaml`` (with the keys
+    that differ between runs); and the software versions. Parts whose inputs are missing are replaced by
+    a note saying why.
 
     Args:
-        run_dir: the run's output folder (``output_dir`` of its config).
+        run_dir: a run's output folder (``output_dir`` of its config) or a folder of runs.
         out_html: output file, written atomically.
         samples: number of test frames in the depth figure (0 to skip it).
 
@@ -319,21 +457,31 @@ def write_report(
         raise InputError(run_dir, "run folder not found")
     out_html = Path(out_html) if out_html is not None else run_dir / "report.html"
     results, notes = find_results(run_dir)
-    checkpoint = find_checkpoint(run_dir)
+    runs = find_runs(run_dir) or {run_dir.resolve().name: run_dir}
+    multi = len(runs) > 1
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    title = f"sa4depth report: {run_dir.resolve().name}"
-    header = (
-        f"<h1>{_esc(title)}</h1><p>Run folder <code>{_esc(run_dir.resolve())}</code>; "
-        f"checkpoint <code>{_esc(checkpoint.name if checkpoint else 'none')}</code>; "
-        f"generated {_esc(now)}.</p>"
-    )
+    title = f"sa4depth report: {run_dir.resolve().name}" + (f" ({len(runs)} runs)" if multi else "")
+    checkpoints = {name: find_checkpoint(d) for name, d in runs.items()}
+    if multi:
+        listed = ", ".join(
+            f"<code>{_esc(name)}</code> (checkpoint {_esc(c.name if c else 'none')})"
+            for name, c in checkpoints.items()
+        )
+        where = f"Folder <code>{_esc(run_dir.resolve())}</code> with {len(runs)} runs: {listed}"
+    else:
+        (checkpoint,) = checkpoints.values()
+        where = (
+            f"Run folder <code>{_esc(run_dir.resolve())}</code>; "
+            f"checkpoint <code>{_esc(checkpoint.name if checkpoint else 'none')}</code>"
+        )
+    header = f"<h1>{_esc(title)}</h1><p>{where}; generated {_esc(now)}.</p>"
     body = "".join(
         [
             header,
             _metrics_section(results, notes),
-            _plots_section(run_dir, results, checkpoint, samples),
+            _plots_section(runs, results, samples),
             _images_section(run_dir, out_html),
-            _config_section(run_dir),
+            _config_section(runs, multi),
             _versions_section(),
         ]
     )

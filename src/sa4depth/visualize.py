@@ -1,4 +1,4 @@
-"""Plots of a trained model and its run: trajectories, per-sequence scale factors, training curves.
+"""Plots of a trained model and its runs: trajectories, per-sequence scale factors, training curves.
 
 Each plot is a matplotlib figure on an Agg canvas (no display, no pyplot state) written atomically as PNG.
 """
@@ -254,49 +254,120 @@ def _tag_order(tag: str) -> tuple[int, str]:
     return rank.get(tag, group), tag
 
 
-def plot_training_curves(
-    run_dir: str | os.PathLike,
+Scalars = dict[str, tuple[np.ndarray, np.ndarray]]
+"""One run's scalars as `load_scalars` returns them: tag -> ``(steps, values)``."""
+BOOKKEEPING_TAGS = {"epoch", "train/skipped_steps"}
+"""Scalars that count rather than measure; left out of the default curves."""
+
+
+def constant_tags(runs: Mapping[str, Scalars]) -> dict[str, float]:
+    """Tags whose every logged value, over all ``runs``, is one number (at least two points in all), with it.
+
+    Such a series (``val/count``, ``val/n_skipped``) is a flat line: a panel that shows nothing.
+    """
+    constant = {}
+    for tag in {t for scalars in runs.values() for t in scalars}:
+        values = np.concatenate([scalars[tag][1] for scalars in runs.values() if tag in scalars])
+        if len(values) >= 2 and np.all(values == values[0]):
+            constant[tag] = float(values[0])
+    return constant
+
+
+def default_tags(runs: Mapping[str, Scalars], max_panels: int = 9) -> list[str]:
+    """The tags `plot_scalars` draws by default: each logged tag once, training loss and validation
+    metrics first, without `BOOKKEEPING_TAGS` and `constant_tags`, at most ``max_panels``."""
+    skip = BOOKKEEPING_TAGS | set(constant_tags(runs))
+    tags = {t for scalars in runs.values() for t in scalars} - skip
+    return sorted(tags, key=_tag_order)[:max_panels]
+
+
+def plot_scalars(
+    runs: Mapping[str, Scalars],
     out_png: str | os.PathLike | None = None,
     tags: Sequence[str] | None = None,
     max_panels: int = 9,
 ) -> bytes:
-    """One panel per logged scalar (loss, validation metrics, ...) from the run's TensorBoard files.
+    """One panel per scalar tag with every run's curve overlaid (one colour per run, a legend for two
+    or more runs).
 
     Args:
-        run_dir: a training run folder (with ``tensorboard/``) or a folder of event files.
+        runs: run name -> its scalars (`load_scalars`).
         out_png: where to write the PNG (atomically); None to only return it.
-        tags: scalar tags to draw; default the training loss and validation metrics first, then the rest
-            (bookkeeping tags ``epoch`` and ``train/skipped_steps`` left out), at most ``max_panels``.
+        tags: tags to draw; default `default_tags`.
 
     Returns:
         The PNG bytes.
+
+    Raises:
+        InputError: a requested tag no run logged, or nothing to draw.
     """
-    scalars = load_scalars(run_dir)
-    if tags is None:
-        skip = {"epoch", "train/skipped_steps"}
-        tags = sorted((t for t in scalars if t not in skip), key=_tag_order)[:max_panels]
-    missing = [t for t in tags if t not in scalars]
+    return _save(_curves_figure(runs, tags, max_panels), out_png)
+
+
+def _curves_figure(runs: Mapping[str, Scalars], tags: Sequence[str] | None, max_panels: int):
+    """The figure of `plot_scalars`: one axes per tag (titled with it), one line per run (labelled)."""
+    from matplotlib import colormaps
+
+    logged = {t for scalars in runs.values() for t in scalars}
+    tags = default_tags(runs, max_panels) if tags is None else list(tags)
+    missing = [t for t in tags if t not in logged]
     if missing:
-        raise InputError(run_dir, f"no scalar {missing[0]!r} logged (have: {', '.join(sorted(scalars))})")
+        raise InputError("scalars", f"no scalar {missing[0]!r} logged (have: {', '.join(sorted(logged))})")
     if not tags:
-        raise InputError(run_dir, "no scalars logged")
+        raise InputError("scalars", "no scalars logged that change (constant ones are left out)")
     cols = min(3, len(tags))
     rows = math.ceil(len(tags) / cols)
     fig = _figure(4.0 * cols, 2.8 * rows)
+    colors = colormaps["tab10"](np.arange(len(runs)) % 10)
     for i, tag in enumerate(tags):
-        steps, values = scalars[tag]
         ax = fig.add_subplot(rows, cols, i + 1)
-        smooth = len(values) >= 20  # then the raw curve is drawn faint under a smoothed one
-        style = "-" if len(steps) > 1 else "o"
-        ax.plot(steps, values, style, color="tab:blue", linewidth=0.8, alpha=0.4 if smooth else 1.0)
-        if smooth:
-            ax.plot(steps, _ema(values, 0.9), color="tab:blue", linewidth=1.5)
+        for (name, scalars), color in zip(runs.items(), colors, strict=True):
+            if tag not in scalars:
+                continue
+            steps, values = scalars[tag]
+            smooth = len(values) >= 20  # then the raw curve is drawn faint under a smoothed one
+            style = "-" if len(steps) > 1 else "o"
+            raw = ax.plot(steps, values, style, color=color, linewidth=0.8, alpha=0.4 if smooth else 1.0)
+            line = ax.plot(steps, _ema(values, 0.9), color=color, linewidth=1.5) if smooth else raw
+            line[0].set_label(name)
         ax.set_title(tag, fontsize=9)
         ax.set_xlabel("step", fontsize=8)
         ax.tick_params(labelsize=7)
         ax.grid(True, linewidth=0.3)
+        if len(runs) > 1 and i == 0:  # the same colours in every panel: one legend says which is which
+            ax.legend(fontsize=7)
     fig.tight_layout()
-    return _save(fig, out_png)
+    return fig
+
+
+def plot_training_curves(
+    run_dir: str | os.PathLike | Mapping[str, str | os.PathLike],
+    out_png: str | os.PathLike | None = None,
+    tags: Sequence[str] | None = None,
+    max_panels: int = 9,
+) -> bytes:
+    """One panel per logged scalar (loss, validation metrics, ...) from the runs' TensorBoard files.
+
+    Args:
+        run_dir: a training run folder (with ``tensorboard/``) or a folder of event files; or run name ->
+            such a folder, to overlay several runs (`plot_scalars`).
+        out_png: where to write the PNG (atomically); None to only return it.
+        tags: scalar tags to draw; default `default_tags` (the training loss and validation metrics first,
+            bookkeeping and constant series left out, at most ``max_panels``).
+
+    Returns:
+        The PNG bytes.
+
+    Raises:
+        InputError: a run has no event files, a requested tag is not logged, or nothing is left to draw.
+    """
+    folders = run_dir if isinstance(run_dir, Mapping) else {Path(run_dir).name: run_dir}
+    runs = {name: load_scalars(folder) for name, folder in folders.items()}
+    try:
+        return plot_scalars(runs, out_png, tags, max_panels)
+    except InputError as e:  # blame the run folder the scalars came from
+        where = run_dir if not isinstance(run_dir, Mapping) else ", ".join(map(str, folders.values()))
+        raise InputError(where, e.problem) from None
 
 
 def _ema(values: np.ndarray, decay: float) -> np.ndarray:
