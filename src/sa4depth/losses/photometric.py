@@ -69,8 +69,10 @@ class PhotometricTarget:
         """Per-pixel minimum error of the unwarped sources ``(B, 1, H, W)``, None without auto-masking."""
         if self.sources is not None and self._identity_error is None:
             identity = torch.cat([self.error(s) for s in self.sources], dim=1)
-            # Tiny noise breaks ties on perfectly static pixels, as in Monodepth2.
-            identity = identity + torch.randn_like(identity) * 1e-5
+            # Tiny noise breaks ties on perfectly static pixels, as in Monodepth2. Drawn in logical
+            # (contiguous) order, not randn_like's memory order, so channels_last gives the same loss.
+            noise = torch.randn(identity.shape, dtype=identity.dtype, device=identity.device)
+            identity = identity + noise * 1e-5
             self._identity_error = identity.min(dim=1, keepdim=True)[0]
         return self._identity_error
 
