@@ -601,7 +601,6 @@ def training_data(checkpoint: Path, cfg: Config) -> dict:
     return {"root": str(root), "generator": None}
 
 
-@functools.lru_cache(maxsize=256)
 def _in_synthetic_world(folder: Path) -> bool:
     """Whether ``folder`` or a folder above it is a dataset rendered by `sa4depth.data.synthetic`."""
     return any(_meta_generator(f) == SYNTHETIC_GENERATOR for f in (folder, *folder.parents))
@@ -653,7 +652,10 @@ class DepthPredictor:
         data = self.training_data or {}
         if data.get("generator") != SYNTHETIC_GENERATOR:
             return
-        outside = [p for p in inputs if not _in_synthetic_world(Path(p).resolve().parent)]
+        folders: dict[Path, Path] = {}  # each folder checked once, named by its first input
+        for p in inputs:
+            folders.setdefault(Path(p).resolve().parent, p)
+        outside = [p for folder, p in folders.items() if not _in_synthetic_world(folder)]
         if outside:
             self._warn_once(
                 "synthetic",
