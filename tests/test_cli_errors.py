@@ -202,3 +202,22 @@ def test_depth_map_of_the_wrong_shape(capsys, world):
 def test_malformed_benchmark_variant(capsys):
     rc, line = run_cli(capsys, "bench", "train", "--sizes", "64x192", "--refine-variants", "no_overrides")
     assert rc == 2 and "--refine-variants" in line and "NAME=KEY=VALUE" in line
+
+
+def test_overrides_on_both_sides_of_an_option_are_all_overrides(tmp_path, capsys):
+    missing = tmp_path / "missing.ckpt"
+    argv = [
+        "evaluate",
+        "--checkpoint",
+        str(missing),
+        "data.height=64",
+        "--output",
+        "o.json",
+        "data.width=192",
+    ]
+    assert main(argv) == 2  # the checkpoint is the problem, not "unrecognized arguments"
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {missing}") and "unrecognized" not in err
+    with pytest.raises(SystemExit) as e:
+        main(["evaluate", "--checkpoint", str(missing), "--bogus"])
+    assert e.value.code == 2

@@ -707,6 +707,10 @@ def main(argv: list[str] | None = None) -> int:
     args, extra = parser.parse_known_args(argv)
     if getattr(args, "func", None) is _run_bench:
         args.bench_args = extra
+    elif extra and hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
+        # key=value overrides after an option (`train --config C a=1 --resume b=2`): argparse gives the
+        # positional list only the first run; the later ones are overrides too, in the order given.
+        args.overrides = [*(args.overrides or []), *extra]
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     logging.basicConfig(
