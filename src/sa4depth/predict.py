@@ -816,6 +816,23 @@ def _chmod_like_new_file(path: Path) -> None:
     os.chmod(path, 0o666 & ~umask)
 
 
+def label_panel(image: np.ndarray, text: str) -> np.ndarray:
+    """A copy of an ``H x W x 3`` uint8 panel with ``text`` in its top-left corner (white on a dark
+    outline, readable on any content), sized to the panel's height.
+
+    Example:
+        >>> panel = label_panel(np.zeros((64, 192, 3), np.uint8), "input")
+        >>> bool((panel[:20, :60] > 128).any()), bool((panel[20:] > 0).any())
+        (True, False)
+    """
+    out = np.ascontiguousarray(image).copy()
+    scale = max(0.3, image.shape[0] / 480)
+    origin = (4, 4 + int(22 * scale))
+    for colour, thickness in (((0, 0, 0), 3), ((255, 255, 255), 1)):
+        cv2.putText(out, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, colour, thickness, cv2.LINE_AA)
+    return out
+
+
 def open_video(path: Path) -> cv2.VideoCapture:
     """Open a video; one that OpenCV cannot open or decode a first frame of raises `InputError`."""
     cap = cv2.VideoCapture(str(path))
@@ -1075,7 +1092,12 @@ def _predict_video(
                     if writer is None:
                         size = (2 * frame.shape[1], frame.shape[0])
                         writer = stack.enter_context(AtomicVideoWriter(stage / side_by_side[0], fps, size))
-                    writer.write(np.hstack([frame, colorize_depth(depth, disp_range=disp_range)]))
+                    depth_panel = colorize_depth(depth, disp_range=disp_range)
+                    writer.write(
+                        np.hstack(
+                            [label_panel(frame, "input"), label_panel(depth_panel, "depth (bright = near)")]
+                        )
+                    )
                 n += 1
             advance(len(batch))
     if count and n < count:
