@@ -317,6 +317,7 @@ def run_demo(
         f"trainer.max_steps={steps}",
         f"trainer.seed={seed}",
         f"optim.warmup_steps={min(recipe.optim.warmup_steps, steps // 10)}",
+        "trainer.save_best=false",  # the demo evaluates last.ckpt; a best.ckpt would double the disk use
     ]
     if quick:
         common.append("trainer.val_check_interval=1.0")
