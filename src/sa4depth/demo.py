@@ -34,7 +34,7 @@ DEMO_RESOLUTION = (64, 192)
 QUICK_STEPS = 20
 # Measured from a fresh clone on an idle 2-core machine (README, "Two commands"): rendering, both
 # trainings side by side (one core each) and the evaluation.
-EXPECTED_MINUTES = {"full": 8, "quick": 1}
+EXPECTED_MINUTES = {"full": 6, "quick": 1}
 
 COLUMNS = [
     "abs_rel",
@@ -298,7 +298,10 @@ def run_demo(
     minutes = EXPECTED_MINUTES["quick" if quick else "full"]
     if not quick and steps != recipe.trainer.max_steps:
         minutes = round(minutes * steps / recipe.trainer.max_steps)
-    print(f"sa4depth demo: {steps} training steps per model; expect about {minutes} min on 2 CPU cores")
+    print(
+        f"sa4depth demo: {steps} training steps per model; expect about {minutes} min on 2 idle CPU cores "
+        "(longer on a busy machine)"
+    )
     out = Path(out)
     data_root = out / ("data_quick" if quick else "data")
     height, width = DEMO_RESOLUTION
