@@ -222,10 +222,11 @@ class _PlainStream:
 def _train_child(name: str, run_dir: str, overrides: list[str], threads: int) -> None:
     """One variant in its own process (the demo trains the variants side by side)."""
     torch.set_num_threads(threads)
-    # Lightning's start and stop notices ("GPU available", "max_steps reached") twice over would bury
-    # the progress lines; warnings still show.
-    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     from sa4depth.train.run import StepProgress
+
+    # Lightning's start and stop notices ("GPU available", "max_steps reached") twice over would bury
+    # the progress lines; warnings still show. After the import: importing Lightning sets INFO.
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
 
     # Plain lines (not a redrawn bar) even on a terminal: two runs share the screen.
     progress = StepProgress(prefix=f"[{name}] ", stream=_PlainStream())
@@ -323,7 +324,7 @@ def run_demo(
         "trainer.save_best=false",  # the demo evaluates last.ckpt; a best.ckpt would double the disk use
     ]
     if quick:
-        common.append("trainer.val_check_interval=1.0")
+        common += ["trainer.val_check_interval=1.0", "trainer.log_every_n_steps=5"]  # 5 batches an epoch
     runs = {
         name: (out / "runs" / name.replace("+", "_"), [*common, *extra]) for name, extra in VARIANTS.items()
     }
