@@ -73,8 +73,10 @@ def test_sequence_trajectory_chains_pose_net_steps(tmp_path):
             B = tgt.shape[0]
             return Pose.from_aa(torch.zeros(B, 3), torch.tensor([[0.0, 0.0, -1.0]]).expand(B, 3))
 
-    model = torch.nn.Module()
-    model.pose_net = FixedStep()
+    from sa4depth.train.model import DepthPoseModel
+
+    model = DepthPoseModel(load_config(None, ["model.pose_encoder=small", "model.encoder=resnet18_slim"]))
+    model.pose_net = FixedStep()  # reached through model.relative_pose, as in training
     name, gt_read, pred = sequence_trajectory(model, cfg, batch_size=2)
     assert name == "s" and np.allclose(gt_read, gt)
     np.testing.assert_allclose(pred[:, 2, 3], [0.0, 1.0, 2.0, 3.0], atol=1e-6)

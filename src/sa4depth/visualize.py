@@ -83,7 +83,7 @@ def sequence_trajectory(model, cfg, sequence: str | None = None, max_frames: int
     (`integrate_relative_poses`) gives ``T_world_cam`` up to the network's scale.
 
     Args:
-        model: a `sa4depth.train.model.DepthPoseModel` (its ``pose_net`` is used).
+        model: a `sa4depth.train.model.DepthPoseModel` (its pose net, through ``relative_pose``).
         cfg: the checkpoint's config (data root and training resolution).
         sequence: sequence name; default the first sequence of the test split that has poses.
         max_frames: use at most this many frames from the start.
@@ -124,7 +124,7 @@ def sequence_trajectory(model, cfg, sequence: str | None = None, max_frames: int
     with torch.inference_mode():
         for start in range(0, n - 1, batch_size):
             stop = min(start + batch_size, n - 1)
-            rel.append(model.pose_net(images[start:stop], images[start + 1 : stop + 1]).matrix())
+            rel.append(model.relative_pose(images[start:stop], images[start + 1 : stop + 1], 1).matrix())
     T_next_prev = torch.cat(rel).double().numpy()
     return sequence, seq.T_world_cam[:n], integrate_relative_poses(T_next_prev)
 
