@@ -138,3 +138,22 @@ class TestWarp:
         err_none = (source - target).abs()[valid].mean()
         assert valid.float().mean() > 0.7
         assert err_warp < 0.1 * err_none
+
+
+def test_warp_geometry_stays_float32_under_bf16_autocast():
+    """bf16-mixed training hands the warp bfloat16 depth and poses: the projection must not be rounded
+    to bfloat16 (a 640-px border pixel would move by up to ~1 px), only the inputs are."""
+    torch.manual_seed(0)
+    H, W = 48, 160
+    camera = Camera(torch.tensor([[W, H, 0.58 * W, 1.92 * H, (W - 1) / 2, (H - 1) / 2]]))
+    source = torch.rand(1, 3, H, W)
+    depth = (5.0 + 20.0 * torch.rand(1, 1, H, W)).bfloat16()
+    T = Pose.from_aa(torch.tensor([[0.01, -0.02, 0.005]]), torch.tensor([[0.1, 0.02, -0.9]])).to(
+        torch.bfloat16
+    )
+    reference, ref_valid = warp_frame(source, depth.float(), T.to(torch.float32), camera)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        warped, valid = warp_frame(source, depth, T, camera)
+    assert warped.dtype == torch.float32
+    assert torch.equal(valid, ref_valid)
+    torch.testing.assert_close(warped, reference, rtol=0, atol=1e-6)

@@ -62,8 +62,14 @@ def warp_frame(
         3D point lies in front of the source camera and projects inside its image.
     """
     B, C, H, W = source.shape
-    points_src = T_src_tgt.transform(backproject_depth(depth_tgt, camera))
-    uv, in_front = camera.project(points_src)
-    valid = in_front & camera.in_image(uv)
-    warped = sample_at(source, uv).reshape(B, C, H, W)
+    # The geometry in float32 at least, autocast off: under bf16-mixed training the pose and depth are
+    # bfloat16 (~3 digits), which puts a point 3 m away ~1 cm off and a pixel near a 640-px border up
+    # to ~1 px off; the sampled image keeps its own dtype.
+    dtype = torch.promote_types(torch.promote_types(depth_tgt.dtype, T_src_tgt.dtype), torch.float32)
+    with torch.autocast(depth_tgt.device.type, enabled=False):
+        cam = camera.to(dtype)
+        points_src = T_src_tgt.to(dtype).transform(backproject_depth(depth_tgt.to(dtype), cam))
+        uv, in_front = cam.project(points_src)
+        valid = in_front & cam.in_image(uv)
+        warped = sample_at(source.to(dtype), uv).reshape(B, C, H, W).to(source.dtype)
     return warped, valid.reshape(B, 1, H, W)
