@@ -286,19 +286,28 @@ def read_text(path: Path) -> str:
         raise InputError(path, f"not a text file (invalid UTF-8 at byte {e.start})") from None
 
 
-def read_matrix_rows(path: str | os.PathLike, cols: int) -> np.ndarray:
-    """Read a text file of whitespace-separated numbers, ``cols`` per line, as ``N x cols`` float64."""
+def number_lines(path: str | os.PathLike) -> Iterator[tuple[int, list[float]]]:
+    """The non-blank lines of a text file of whitespace-separated numbers: ``(line number, values)``.
+
+    Raises:
+        InputError: the file is missing or unreadable, or a line holds something that is not a number.
+    """
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "file not found")
-    rows = []
     for line_no, line in enumerate(read_text(path).splitlines(), start=1):
         if not line.strip():
             continue
         try:
-            values = [float(x) for x in line.split()]
+            yield line_no, [float(x) for x in line.split()]
         except ValueError:
             raise InputError(path, f"line {line_no}: not numbers: {line.strip()[:60]!r}") from None
+
+
+def read_matrix_rows(path: str | os.PathLike, cols: int) -> np.ndarray:
+    """Read a text file of whitespace-separated numbers, ``cols`` per line, as ``N x cols`` float64."""
+    rows = []
+    for line_no, values in number_lines(path):
         if len(values) != cols:
             raise InputError(path, f"line {line_no}: expected {cols} numbers, found {len(values)}")
         rows.append(values)

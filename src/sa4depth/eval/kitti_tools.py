@@ -537,16 +537,8 @@ def read_kitti_trajectory(path: str | os.PathLike) -> tuple[np.ndarray | None, n
             rotation (``|R^T R - I|`` above `ROTATION_TOLERANCE`, or a reflection), or no pose at all.
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "file not found")
     rows, line_numbers = [], []
-    for line_no, line in enumerate(layout.read_text(path).splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            values = [float(x) for x in line.split()]
-        except ValueError:
-            raise InputError(path, f"line {line_no}: not numbers: {line.strip()[:60]!r}") from None
+    for line_no, values in layout.number_lines(path):
         if len(values) not in (12, 13):
             raise InputError(
                 path,
