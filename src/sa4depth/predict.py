@@ -44,6 +44,7 @@ import torch
 from matplotlib import colormaps
 
 from sa4depth.config import Config
+from sa4depth.data.datamodule import dataset_intrinsics
 from sa4depth.data.folder import IMAGE_SUFFIXES
 from sa4depth.data.layout import (
     atomic_write_bytes,
@@ -524,24 +525,6 @@ def intrinsics_from_fov(width: int, height: int, fx: float | None = None, fov: f
     return np.array([[fx, 0, (width - 1) / 2], [0, fx, (height - 1) / 2], [0, 0, 1]], dtype=np.float64)
 
 
-def training_intrinsics(cfg: Config) -> np.ndarray | None:
-    """K at the training resolution, read from the training dataset in ``cfg.data`` (None if unavailable).
-
-    The first sample of the test, validation or training split gives it (all sequences of a dataset are
-    assumed to share one camera). Use it to record the camera in a checkpoint (`INTRINSICS_KEY`).
-    """
-    from sa4depth.data.datamodule import build_dataset
-
-    for split in dict.fromkeys((cfg.data.test_split, cfg.data.val_split, cfg.data.train_split)):
-        try:
-            dataset = build_dataset(cfg.data, split, train=False)
-            if len(dataset):
-                return dataset[0]["K"].double().numpy()
-        except (InputError, OSError) as e:
-            logger.debug("no intrinsics from split %s: %s", split, e)
-    return None
-
-
 def _checkpoint_intrinsics(path: Path, cfg: Config) -> tuple[np.ndarray | None, str]:
     """Training-resolution K and where it came from: the checkpoint entry, else the training dataset."""
     # Memory-mapped: the tensors are not read, so looking for one small entry costs little.
@@ -556,7 +539,7 @@ def _checkpoint_intrinsics(path: Path, cfg: Config) -> tuple[np.ndarray | None, 
         return cam.resize_to(
             cfg.data.width, cfg.data.height
         ).K().numpy(), f"checkpoint entry {INTRINSICS_KEY}"
-    K = training_intrinsics(cfg)
+    K = dataset_intrinsics(cfg.data)
     return K, ("training dataset " + str(cfg.data.root)) if K is not None else "none"
 
 

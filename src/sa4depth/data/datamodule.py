@@ -5,15 +5,19 @@ New datasets register a builder in `DATASETS`; every pipeline then trains on the
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 import lightning as L
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from sa4depth.config import DataConfig
 from sa4depth.data.folder import FolderDataset
 from sa4depth.errors import InputError
+
+logger = logging.getLogger(__name__)
 
 DatasetBuilder = Callable[..., Dataset]
 
@@ -54,6 +58,22 @@ def _register_builtin_datasets() -> None:
         except ModuleNotFoundError as e:
             if e.name != f"sa4depth.data.{module}":
                 raise
+
+
+def dataset_intrinsics(cfg: DataConfig) -> np.ndarray | None:
+    """``3 x 3`` K at the configured resolution from the dataset in ``cfg`` (None if no split loads).
+
+    The first sample of the test, validation or training split gives it (all sequences of a dataset
+    are assumed to share one camera). For checkpoints that do not record their camera.
+    """
+    for split in dict.fromkeys((cfg.test_split, cfg.val_split, cfg.train_split)):
+        try:
+            dataset = build_dataset(cfg, split, train=False)
+            if len(dataset):
+                return dataset[0]["K"].double().numpy()
+        except (InputError, OSError) as e:
+            logger.debug("no intrinsics from split %s: %s", split, e)
+    return None
 
 
 def collate(samples: list[dict]) -> dict:
@@ -110,6 +130,13 @@ class DepthDataModule(L.LightningDataModule):
             collate_fn=collate,
             persistent_workers=self.cfg.num_workers > 0,
         )
+
+    def intrinsics(self) -> np.ndarray | None:
+        """The training camera: ``3 x 3`` K at the training resolution, from the first training sample
+        (None before `setup` or for an empty split). Checkpoints record it for `sa4depth predict`."""
+        if self.train_set is None or len(self.train_set) == 0:
+            return None
+        return self.train_set[0]["K"].double().numpy()
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, shuffle=True)

@@ -203,9 +203,8 @@ class DepthPoseSystem(L.LightningModule):
     def on_train_start(self) -> None:
         # Also here: a run resumed mid-epoch starts without on_train_epoch_start.
         self._set_train_epoch()
-        from sa4depth.predict import training_intrinsics
-
-        K = training_intrinsics(self.cfg)
+        datamodule = self.trainer.datamodule
+        K = datamodule.intrinsics() if hasattr(datamodule, "intrinsics") else None
         if K is not None:
             self._intrinsics = {"K": K.tolist(), "width": self.cfg.data.width, "height": self.cfg.data.height}
 
