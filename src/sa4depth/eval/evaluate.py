@@ -21,12 +21,11 @@ from sa4depth.eval.scale_consistency import (
     pose_depth_scale_ratio,
     scale_consistency,
 )
-from sa4depth.train.model import DepthPoseModel
 
 
 @torch.inference_mode()
 def evaluate_model(
-    model: DepthPoseModel,
+    model: torch.nn.Module,
     cfg: Config,
     split: str = "test",
     protocol: str | None = None,
@@ -34,6 +33,15 @@ def evaluate_model(
     progress: bool = False,
 ) -> dict:
     """Evaluate ``model`` on ``split`` of the dataset in ``cfg.data``.
+
+    Args:
+        model: a `sa4depth.train.model.DepthPoseModel` (or anything with its ``depth_net`` and
+            ``relative_pose``); typed loosely so that evaluation does not import the training layer.
+        cfg: the config whose ``data`` section names the dataset.
+        split: the split to evaluate.
+        protocol: a `sa4depth.eval.protocols` name; default ``cfg.eval_protocol``.
+        batch_size: images per forward pass.
+        progress: show a progress bar.
 
     Returns:
         A JSON-ready dict: ``depth`` (metric means, scale stats), ``scale_consistency``
