@@ -22,7 +22,7 @@ PANELS = (
 )
 
 
-def load_curves(folder: Path) -> dict[str, list[dict]]:
+def load_curves(folder: Path, seeds: list[int] | None = None) -> dict[str, list[dict]]:
     """Variant folder prefix (e.g. ``monodepth2_sa4depth``) -> the curves of its seeds.
 
     A finished run has ``curve.json``; a run still training is read from its TensorBoard logs (its curve
@@ -32,7 +32,9 @@ def load_curves(folder: Path) -> dict[str, list[dict]]:
 
     curves: dict[str, list[dict]] = {}
     for run_dir in sorted(p for p in folder.glob("*_seed*") if p.is_dir()):
-        variant = re.sub(r"_seed\d+$", "", run_dir.name)
+        variant, seed = re.fullmatch(r"(.+)_seed(\d+)", run_dir.name).groups()
+        if seeds is not None and int(seed) not in seeds:
+            continue
         if (run_dir / "curve.json").is_file():
             curve = json.loads((run_dir / "curve.json").read_text())
         elif (run_dir / "tensorboard").is_dir():
@@ -76,9 +78,8 @@ def plot(curves: dict[str, list[dict]], out_png: Path) -> None:
                     continue
                 steps, mean, std = band
                 n = len(curves[variant])
-                ax.plot(
-                    steps, mean, color=colour, marker="o", markersize=3, label=f"{name} (mean of {n} seeds)"
-                )
+                label = f"{name} (mean of {n} seeds)" if n > 1 else f"{name} (one seed)"
+                ax.plot(steps, mean, color=colour, marker="o", markersize=3, label=label)
                 ax.fill_between(steps, mean - std, mean + std, color=colour, alpha=0.2, linewidth=0)
             if tag == "val/pose_depth_scale_ratio":
                 ax.axhline(1.0, color="grey", linewidth=0.8, linestyle="--")
@@ -100,8 +101,9 @@ def main() -> None:
     )
     parser.add_argument("folder", type=Path, help="a compare_sa4depth.py result folder")
     parser.add_argument("--out", type=Path, help="PNG to write (default: FOLDER/learning_curves.png)")
+    parser.add_argument("--seeds", type=int, nargs="+", help="only these seeds (default: every seed found)")
     args = parser.parse_args()
-    curves = load_curves(args.folder)
+    curves = load_curves(args.folder, args.seeds)
     if not curves:
         raise SystemExit(f"error: {args.folder}: no <variant>_seed<N>/curve.json inside")
     out = args.out or args.folder / "learning_curves.png"
