@@ -10,7 +10,6 @@ import json
 import logging
 import multiprocessing
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -206,19 +205,6 @@ def train_and_evaluate(
     return results, system.model
 
 
-class _PlainStream:
-    """Standard output that never claims to be a terminal, so `StepProgress` prints whole lines."""
-
-    def write(self, text: str) -> None:
-        sys.stdout.write(text)
-
-    def flush(self) -> None:
-        sys.stdout.flush()
-
-    def isatty(self) -> bool:
-        return False
-
-
 def _train_child(name: str, run_dir: str, overrides: list[str], threads: int) -> None:
     """One variant in its own process (the demo trains the variants side by side)."""
     torch.set_num_threads(threads)
@@ -229,7 +215,7 @@ def _train_child(name: str, run_dir: str, overrides: list[str], threads: int) ->
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
 
     # Plain lines (not a redrawn bar) even on a terminal: two runs share the screen.
-    progress = StepProgress(prefix=f"[{name}] ", stream=_PlainStream())
+    progress = StepProgress(prefix=f"[{name}] ", plain=True)
     train_and_evaluate(
         Path(run_dir),
         overrides,

@@ -64,6 +64,17 @@ def test_a_terminal_gets_one_line_rewritten_in_place(monkeypatch):
     assert text.split("\r")[-1] == "step 3/3 (100%) | 1.00 it/s | ETA 0:00:00 | val/abs_rel 0.2500\x1b[K\n"
 
 
+def test_plain_and_prefixed_lines_on_a_terminal_when_runs_share_the_screen(monkeypatch):
+    out = Terminal()
+    bar = StepProgress(every_s=30, stream=out, prefix="[a] ", plain=True)
+    drive(bar, monkeypatch, 2, 1.0, {"train/loss": torch.tensor(0.5)})
+    assert "\r" not in out.getvalue()
+    assert out.getvalue().splitlines() == [
+        "[a] step 1/2 (50%) | 1.00 it/s | ETA 0:00:01 | loss 0.5000",
+        "[a] step 2/2 (100%) | 1.00 it/s | ETA 0:00:00 | loss 0.5000",
+    ]
+
+
 def test_a_real_run_prints_progress_lines_and_no_summary_box(tmp_path, capsys):
     world = toy_world(tmp_path / "world", frames=5)  # 3 steps per epoch: validation at step 3
     overrides = [*toy_run_overrides(world, tmp_path / "run"), "data.max_val_samples=1", "trainer.max_steps=4"]

@@ -266,11 +266,12 @@ class StepProgress(ProgressBar):
         every_s: seconds between plain lines.
         stream: where to write; None for the ``sys.stdout`` of the moment (pytest and the CLI swap it).
         prefix: put before every line, e.g. ``"[monodepth2] "`` when several runs share a screen.
+        plain: plain lines even on a terminal (several runs writing to one screen).
     """
 
-    def __init__(self, every_s: float = 30.0, stream=None, prefix: str = ""):
+    def __init__(self, every_s: float = 30.0, stream=None, prefix: str = "", plain: bool = False):
         super().__init__()
-        self.every_s, self._stream, self.prefix = every_s, stream, prefix
+        self.every_s, self._stream, self.prefix, self.plain = every_s, stream, prefix, plain
         self._enabled = True
         self._start: tuple[float, int] | None = None  # (time, global step) when this fit began training
         self._last_step = self._last_line = None
@@ -289,6 +290,9 @@ class StepProgress(ProgressBar):
 
     def enable(self) -> None:
         self._enabled = True
+
+    def _tty(self) -> bool:
+        return not self.plain and self.stream.isatty()
 
     def _write(self, text: str, tty: bool, final: bool = False) -> None:
         text = self.prefix + text
@@ -329,7 +333,7 @@ class StepProgress(ProgressBar):
         step = trainer.global_step
         if not (self._enabled and trainer.is_global_zero) or step == self._last_step:
             return  # gradient accumulation: several batches per optimizer step
-        self._last_step, now, tty = step, time.monotonic(), self.stream.isatty()
+        self._last_step, now, tty = step, time.monotonic(), self._tty()
         final = step >= trainer.estimated_stepping_batches
         due = self._last_line is None or now - self._last_line >= (0.2 if tty else self.every_s)
         if due or final:
@@ -339,7 +343,7 @@ class StepProgress(ProgressBar):
     def on_validation_end(self, trainer, pl_module) -> None:
         if not self._enabled or not trainer.is_global_zero or trainer.sanity_checking or self._start is None:
             return
-        if "val/abs_rel" in trainer.callback_metrics and not self.stream.isatty():
+        if "val/abs_rel" in trainer.callback_metrics and not self._tty():
             abs_rel = float(trainer.callback_metrics["val/abs_rel"])
             self._write(f"validation at step {trainer.global_step}: val/abs_rel {abs_rel:.4f}", tty=False)
 
