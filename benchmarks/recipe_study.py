@@ -49,6 +49,11 @@ RUNS = {
     "slim_speed075_4scales": (0.75, [*SLIM, "optim.lr=3e-4"]),
     "slim_speed075_1scale": (0.75, [*SLIM, "optim.lr=3e-4", "loss.num_scales=1"]),
     "slim_speed075_1scale_lr1e-3": (0.75, [*SLIM, "optim.lr=1e-3", "loss.num_scales=1"]),
+    # Session 4: the plateau (val AbsRel ~0.27 from step 750 while the training loss keeps falling).
+    "slim_speed075_1scale_smooth1e-4": (
+        0.75,
+        [*SLIM, "optim.lr=3e-4", "loss.num_scales=1", "loss.smoothness_weight=1e-4"],
+    ),
 }
 
 
