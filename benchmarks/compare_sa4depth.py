@@ -25,6 +25,7 @@ import yaml
 
 from sa4depth.config import load_config
 from sa4depth.data import synthetic
+from sa4depth.data.layout import atomic_write_text
 from sa4depth.demo import COLUMNS, flat_summary, train_and_evaluate
 from sa4depth.errors import InputError
 from sa4depth.eval.report_table import write_metrics_json
@@ -172,7 +173,7 @@ def main() -> None:
         f"--variants {' '.join(args.variants)} --out {out} {' '.join(args.overrides)}"
     ).strip()
     table = summarise(runs)
-    (out / "summary.md").write_text(f"Command: {command}\n\n{table}\n")
+    atomic_write_text(out / "summary.md", f"Command: {command}\n\n{table}\n")
     write_metrics_json(
         out / "summary.json",
         {

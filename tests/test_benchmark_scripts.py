@@ -2,14 +2,17 @@
 
 import importlib.util
 import json
+import math
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from sa4depth.data import synthetic
 from sa4depth.errors import InputError
+from sa4depth.geometry import Pose
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -77,3 +80,15 @@ def test_benchmark_of_another_world_is_refused(tmp_path):
     compare.check_benchmark(tmp_path, 64, 192)
     with pytest.raises(InputError, match="64x192"):
         compare.check_benchmark(tmp_path, 96, 320)
+
+
+def test_refined_pose_errors_are_rotation_and_direction_angles():
+    refined_pose = _load("refined_pose")
+    T_gt = Pose.from_aa(torch.zeros(1, 3), torch.tensor([[0.0, 0.0, -1.0]]))
+    # 2 deg about y, and a translation 3 deg off the true direction (and twice as long: scale is free).
+    angle = math.radians(3.0)
+    t = 2 * torch.tensor([[math.sin(angle), 0.0, -math.cos(angle)]])
+    T = Pose.from_aa(torch.tensor([[0.0, math.radians(2.0), 0.0]]), t)
+    rotation, direction = refined_pose.pose_errors(T, T_gt)
+    assert rotation.item() == pytest.approx(2.0, abs=1e-3)
+    assert direction.item() == pytest.approx(3.0, abs=1e-3)
