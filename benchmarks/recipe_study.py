@@ -54,6 +54,17 @@ RUNS = {
         0.75,
         [*SLIM, "optim.lr=3e-4", "loss.num_scales=1", "loss.smoothness_weight=1e-4"],
     ),
+    # Does a longer budget move the plateau? The recipe with its cosine stretched over 8000 steps.
+    "slim_speed075_1scale_8000steps": (
+        0.75,
+        [
+            *SLIM,
+            "optim.lr=3e-4",
+            "loss.num_scales=1",
+            "trainer.max_steps=8000",
+            "trainer.val_check_interval=500",
+        ],
+    ),
 }
 
 
