@@ -1,0 +1,187 @@
+"""Why does the baseline's held-out AbsRel flatten? Four measurements on one trained checkpoint.
+
+1. ``bins``: AbsRel (and signed relative error) of the median-scaled depth by ground-truth depth range,
+   with each range's share of pixels, on the held-out test streets.
+2. ``loss_at``: on training frames (no augmentation), the photometric min-reprojection error (SSIM + L1,
+   the training loss without smoothness) with ground-truth depth and poses, with the network's depth
+   and poses, with the network's depth (median-scaled) and ground-truth poses, and with a constant
+   depth. If ground truth scores far lower than the network, the objective is not what stops training.
+3. ``path``: the same error along the straight line from the network's (scaled) disparity to the
+   ground-truth disparity, ground-truth poses: a bump would be a local minimum of the objective in
+   depth space; a monotone fall means a descent direction exists.
+4. ``gradient``: the share of pixels more than 20 % off in disparity where minus the loss gradient
+   with respect to that pixel's disparity points towards the ground truth, at image blur 0-4 px
+   (a wider basin from coarse images would show as a higher share under blur).
+
+    python benchmarks/plateau_diagnosis.py \
+        benchmarks/results/converged/monodepth2_seed0/checkpoints/last.ckpt --out benchmarks/results/plateau
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+from pathlib import Path
+
+import kornia
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from sa4depth.data.datamodule import build_dataset, collate
+from sa4depth.data.layout import atomic_write_text
+from sa4depth.eval.protocols import get_protocol
+from sa4depth.eval.report_table import write_metrics_json
+from sa4depth.geometry import Pose
+from sa4depth.train.model import batch_camera
+from sa4depth.train.run import load_checkpoint
+
+BINS = (0.1, 5.0, 10.0, 20.0, 40.0, 80.0)
+PATH = (0.0, 0.25, 0.5, 0.75, 1.0)
+BLURS = (0, 1, 2, 4)
+SKY_DEPTH = 1000.0  # sky (GT depth 0) is placed this far for the ground-truth warp: effectively infinite
+
+
+def gt_poses(batch: dict) -> list[Pose]:
+    return [Pose.from_4x4mat(batch["T_src_tgt"][:, j]) for j in range(batch["T_src_tgt"].shape[1])]
+
+
+def median_scale(depth: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+    """Per-image median ratio ``(B, 1, 1, 1)`` of ground truth to ``depth`` over pixels with ground truth."""
+    valid = gt > 0
+    return torch.stack([gt[i][valid[i]].median() / depth[i][valid[i]].median() for i in range(len(gt))]).view(
+        -1, 1, 1, 1
+    )
+
+
+@torch.no_grad()
+def depth_bins(model, cfg) -> list[dict]:
+    protocol = get_protocol(cfg.eval_protocol)
+    loader = DataLoader(build_dataset(cfg.data, "test", train=False), batch_size=16, collate_fn=collate)
+    sums = np.zeros((len(BINS) - 1, 3))  # |rel| sum, signed rel sum, count
+    for batch in loader:
+        gt = batch["depth"][:, 0]
+        pred = model.depth_net.predict_depth(batch["images"][:, 0])[:, 0]
+        valid = (gt > protocol.min_depth) & (gt < protocol.max_depth)
+        for i in range(len(gt)):
+            g, p = gt[i][valid[i]], pred[i][valid[i]]
+            p = (p * g.median() / p.median()).clamp(protocol.min_depth, protocol.max_depth)
+            rel = (p - g) / g
+            for k in range(len(BINS) - 1):
+                sel = (g >= BINS[k]) & (g < BINS[k + 1])
+                sums[k] += [rel[sel].abs().sum().item(), rel[sel].sum().item(), sel.sum().item()]
+    total = sums[:, 2].sum()
+    return [
+        {
+            "depth_m": [BINS[k], BINS[k + 1]],
+            "share": sums[k, 2] / total,
+            "abs_rel": sums[k, 0] / max(sums[k, 2], 1),
+            "signed_rel": sums[k, 1] / max(sums[k, 2], 1),
+        }
+        for k in range(len(BINS) - 1)
+    ]
+
+
+def photometric(model, images, depth, poses, camera) -> torch.Tensor:
+    """Mean min-reprojection error over pixels that some source sees; differentiable in ``depth``."""
+    _, info = model.pose_net_objective.photometric(images, depth, poses, camera)
+    error = info["error"]
+    return error[error < 100].mean()  # invalid in every source: the loss's constant, no information
+
+
+def training_batches(cfg, count: int, batch_size: int = 8):
+    generator = torch.Generator().manual_seed(0)
+    dataset = build_dataset(cfg.data, "train", train=False)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, collate_fn=collate, generator=generator)
+    for n, batch in enumerate(loader):
+        if n == count:
+            return
+        yield batch
+
+
+def losses_and_gradients(model, cfg, batches: int) -> dict:
+    at: dict[str, list[float]] = {}
+    path: dict[float, list[float]] = {a: [] for a in PATH}
+    agree: dict[int, list[float]] = {s: [] for s in BLURS}
+    for batch in training_batches(cfg, batches):
+        images, camera = batch["images"], batch_camera(batch)
+        valid = batch["depth"] > 0
+        gt = torch.where(valid, batch["depth"], torch.full_like(batch["depth"], SKY_DEPTH))
+        with torch.no_grad():
+            depth = model.depth_from_disp(model.depth_net(images[:, 0])[0])
+            scaled = depth * median_scale(depth, batch["depth"])
+            T_gt = gt_poses(batch)
+            rows = {
+                "gt_depth_gt_poses": photometric(model, images, gt, T_gt, camera),
+                "net_depth_net_poses": photometric(model, images, depth, model.predict_poses(images), camera),
+                "net_depth_scaled_gt_poses": photometric(model, images, scaled, T_gt, camera),
+                "constant_depth_gt_poses": photometric(
+                    model, images, torch.full_like(gt, batch["depth"][valid].median().item()), T_gt, camera
+                ),
+            }
+            for name, value in rows.items():
+                at.setdefault(name, []).append(value.item())
+            for a in PATH:
+                disp = (1 - a) / scaled + a / gt
+                path[a].append(photometric(model, images, 1 / disp, T_gt, camera).item())
+        gt_disp = torch.where(valid, 1 / batch["depth"].clamp(min=1e-3), torch.zeros_like(gt))
+        for sigma in BLURS:
+            blurred = images
+            if sigma:
+                size = (4 * sigma + 1, 4 * sigma + 1)
+                flat = kornia.filters.gaussian_blur2d(
+                    images.flatten(0, 1), size, (float(sigma), float(sigma))
+                )
+                blurred = flat.view_as(images)
+            disp = (1 / scaled).requires_grad_(True)
+            (grad,) = torch.autograd.grad(photometric(model, blurred, 1 / disp, T_gt, camera), disp)
+            want = gt_disp - disp.detach()
+            off = valid & (want.abs() > 0.2 * gt_disp) & (grad != 0)
+            agree[sigma].append(((-grad).sign() == want.sign())[off].float().mean().item())
+    return {
+        "loss_at": {k: float(np.mean(v)) for k, v in at.items()},
+        "path": [{"fraction_to_gt": a, "loss": float(np.mean(v))} for a, v in path.items()],
+        "gradient_points_to_gt": [{"blur_px": s, "share": float(np.mean(v))} for s, v in agree.items()],
+    }
+
+
+def markdown(result: dict) -> str:
+    lines = [f"Command: {result['command']}", "", "| GT depth (m) | share of pixels | AbsRel | signed rel |"]
+    lines.append("|---|---|---|---|")
+    for b in result["bins"]:
+        lo, hi = b["depth_m"]
+        lines.append(f"| {lo:g}-{hi:g} | {b['share']:.3f} | {b['abs_rel']:.3f} | {b['signed_rel']:+.3f} |")
+    lines += ["", "| photometric error on training frames | value |", "|---|---|"]
+    lines += [f"| {k} | {v:.4f} |" for k, v in result["loss_at"].items()]
+    lines += ["", "| fraction of the way from the net's disparity to GT (GT poses) | error |", "|---|---|"]
+    lines += [f"| {p['fraction_to_gt']:g} | {p['loss']:.4f} |" for p in result["path"]]
+    lines += ["", "| image blur (px) | pixels >20 % off whose descent direction points to GT |", "|---|---|"]
+    lines += [f"| {g['blur_px']} | {100 * g['share']:.0f} % |" for g in result["gradient_points_to_gt"]]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("checkpoint", help="a trained baseline (or SA4Depth) checkpoint")
+    parser.add_argument("--batches", type=int, default=6, help="training batches of 8 for 2-4 (default 6)")
+    parser.add_argument("--out", default="benchmarks/results/plateau")
+    args = parser.parse_args()
+    system, cfg = load_checkpoint(args.checkpoint)
+    model = system.model
+    result = {
+        "command": f"python benchmarks/plateau_diagnosis.py {args.checkpoint} --batches {args.batches}",
+        "machine": platform.platform(),
+        "bins": depth_bins(model, cfg),
+        **losses_and_gradients(model, cfg, args.batches),
+    }
+    out = Path(args.out)
+    name = Path(args.checkpoint).parent.parent.name
+    write_metrics_json(out / f"{name}.json", result)
+    atomic_write_text(out / f"{name}.md", markdown(result))
+    print(markdown(result))
+
+
+if __name__ == "__main__":
+    main()
