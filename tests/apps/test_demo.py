@@ -2,7 +2,7 @@
 
 import json
 
-from sa4depth.cli import main
+from sa4depth.apps.cli import main
 
 
 def test_quick_demo_writes_table_json_and_picture(tmp_path, capsys):
