@@ -7,9 +7,11 @@ scaling an output got.
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import torch
+from skimage.measure import ransac
 
 from sa4depth.errors import InputError
 from sa4depth.geometry import Camera
@@ -32,7 +34,7 @@ def fit_ground_height(
     The bottom ``bottom_fraction`` of the rows is back-projected with ``K``; RANSAC picks the plane
     ``n . X = h`` (unit ``n`` within ``max_tilt_deg`` of the camera's down axis, ``h > 0``) that most points
     lie on within ``inlier_tol * h`` (relative, since the units are unknown), and a least-squares fit to its
-    inliers gives ``h``. Deterministic (fixed random seed).
+    inliers gives ``h`` (`skimage.measure.ransac` with `GroundPlane`). Deterministic (fixed random seed).
 
     Args:
         depth: ``H x W`` z-depth; non-finite or non-positive pixels are ignored.
@@ -61,38 +63,59 @@ def fit_ground_height(
         return None
     points = points[np.linspace(0, len(points) - 1, min(len(points), max_points)).astype(int)]
     min_cos = math.cos(math.radians(max_tilt_deg))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # skimage warns when no plane qualifies: None below says so
+        plane, _ = ransac(
+            points,
+            GroundPlane,
+            min_samples=3,
+            residual_threshold=inlier_tol,
+            is_model_valid=lambda plane, *_: plane.normal[1] >= min_cos,
+            max_trials=iterations,
+            rng=0,
+        )
+    # ransac refits the plane to the inliers of the best sample; that refit may tilt too far.
+    if plane is None or plane.normal[1] < min_cos:
+        return None
+    if (plane.residuals(points) < inlier_tol).mean() < min_inlier_fraction:
+        return None
+    return plane.h
 
-    def plane_from(normal: np.ndarray, point: np.ndarray) -> tuple[np.ndarray, float]:
-        # Orient so that h = n . X > 0: the plane lies on the positive side, as ground below the camera.
-        h = float(normal @ point)
-        return (normal, h) if h >= 0 else (-normal, -h)
 
-    rng = np.random.default_rng(0)
-    samples = points[rng.integers(0, len(points), size=(iterations, 3))]
-    normals = np.cross(samples[:, 1] - samples[:, 0], samples[:, 2] - samples[:, 0])
-    lengths = np.linalg.norm(normals, axis=1)
-    best, best_count = None, 0
-    for normal, length, sample in zip(normals, lengths, samples, strict=True):
-        if length < 1e-12:
-            continue
-        n, h = plane_from(normal / length, sample[0])
-        if h <= 0 or n[1] < min_cos:
-            continue
-        count = int((np.abs(points @ n - h) < inlier_tol * h).sum())
-        if count > best_count:
-            best, best_count = (n, h), count
-    if best is None:
-        return None
-    n, h = best
-    inliers = points[np.abs(points @ n - h) < inlier_tol * h]
-    centroid = inliers.mean(axis=0)
-    normal = np.linalg.svd(inliers - centroid, full_matrices=False)[2][-1]
-    n, h = plane_from(normal, centroid)
-    if h <= 0 or n[1] < min_cos:
-        return None
-    if (np.abs(points @ n - h) < inlier_tol * h).mean() < min_inlier_fraction:
-        return None
-    return h
+class GroundPlane:
+    """The plane ``n . X = h`` (unit ``n``, ``h > 0``: the camera above it) for `skimage.measure.ransac`.
+
+    Its residuals are relative, ``|n . X - h| / h``, since the depth units are unknown.
+
+    Attributes:
+        normal: ``(3,)`` unit normal, oriented so that the plane lies on its positive side.
+        h: the camera centre's distance to the plane.
+    """
+
+    def __init__(self):
+        self.normal = np.zeros(3)
+        self.h = 0.0
+
+    @classmethod
+    def from_estimate(cls, points: np.ndarray) -> GroundPlane | None:
+        """The least-squares plane of ``points`` ``(N, 3)``, N >= 3; None if they are collinear or the
+        plane passes through the camera centre."""
+        plane = cls()
+        return plane if plane.estimate(points) else None
+
+    def estimate(self, points: np.ndarray) -> bool:
+        """Fit in place (the scikit-image < 0.26 interface); whether a plane was found."""
+        centroid = points.mean(axis=0)
+        _, singular, vt = np.linalg.svd(points - centroid, full_matrices=False)
+        if singular[1] <= 1e-9 * singular[0]:  # collinear (or coincident) points span no plane
+            return False
+        normal, h = vt[-1], float(vt[-1] @ centroid)
+        self.normal, self.h = (normal, h) if h >= 0 else (-normal, -h)
+        return self.h > 0
+
+    def residuals(self, points: np.ndarray) -> np.ndarray:
+        """``(N,)`` relative distances ``|n . X - h| / h`` of ``points`` ``(N, 3)``."""
+        return np.abs(points @ self.normal - self.h) / self.h
 
 
 def check_scaling(scale: float | None, camera_height: float | None) -> None:
