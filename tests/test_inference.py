@@ -27,7 +27,11 @@ def trained(tmp_path_factory):
     system = DepthPoseSystem(cfg).eval()
     path = tmp_path_factory.mktemp("inference") / "run.ckpt"
     entries = {"state_dict": system.state_dict(), "sa4depth_config": config_to_dict(cfg)}
-    entries[INTRINSICS_KEY] = {"K": [[100.0, 0, 95.5], [0, 100.0, 63.5], [0, 0, 1]], "width": 192, "height": 128}
+    entries[INTRINSICS_KEY] = {
+        "K": [[100.0, 0, 95.5], [0, 100.0, 63.5], [0, 0, 1]],
+        "width": 192,
+        "height": 128,
+    }
     torch.save(entries, path)
     return system, path
 

@@ -282,8 +282,8 @@ def test_weights_export_is_small_and_predicts_what_the_checkpoint_predicts(tmp_p
 
 
 def test_a_damaged_weights_file_is_a_one_line_error(tmp_path, last_only_run):
-    from sa4depth.inference import WEIGHTS_KEY
     from sa4depth.apps.predict import DepthPredictor
+    from sa4depth.inference import WEIGHTS_KEY
 
     weights = tmp_path / "w.pt"
     export_model(last_only_run / "checkpoints" / "last.ckpt", weights, format="weights")

@@ -16,6 +16,8 @@ def intrinsics_from_fov(width: int, height: int, fx: float | None = None, fov: f
     """``3 x 3`` K with square pixels and the principal point at the image centre, from fx or FOV.
 
     Args:
+        width: image width in pixels.
+        height: image height in pixels.
         fx: focal length in pixels at this resolution.
         fov: horizontal field of view in degrees (used when ``fx`` is None).
 

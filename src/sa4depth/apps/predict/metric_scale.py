@@ -40,6 +40,10 @@ def fit_ground_height(
         depth: ``H x W`` z-depth; non-finite or non-positive pixels are ignored.
         K: ``3 x 3`` intrinsics of ``depth``'s resolution.
         bottom_fraction: share of the image height, from the bottom, assumed to show mostly ground.
+        max_tilt_deg: largest angle between the plane's normal and the camera's down axis.
+        inlier_tol: a point is on the plane within ``inlier_tol * h``.
+        iterations: RANSAC trials (3-point samples).
+        max_points: the points are thinned evenly to at most this many.
         min_inlier_fraction: below this share of plane points the fit is rejected (returns None).
 
     Example:
@@ -93,13 +97,17 @@ class GroundPlane:
     """
 
     def __init__(self):
+        """An empty plane, for `estimate` to fit."""
         self.normal = np.zeros(3)
         self.h = 0.0
 
     @classmethod
     def from_estimate(cls, points: np.ndarray) -> GroundPlane | None:
-        """The least-squares plane of ``points`` ``(N, 3)``, N >= 3; None if they are collinear or the
-        plane passes through the camera centre."""
+        """The least-squares plane of ``points`` ``(N, 3)``, N >= 3.
+
+        Returns:
+            The plane, or None if the points are collinear or the plane passes through the camera.
+        """
         plane = cls()
         return plane if plane.estimate(points) else None
 
@@ -119,6 +127,7 @@ class GroundPlane:
 
 
 def check_scaling(scale: float | None, camera_height: float | None) -> None:
+    """Raise `InputError` unless at most one of ``scale`` and ``camera_height`` is given, positive."""
     if scale is not None and camera_height is not None:
         raise InputError("--scale/--camera-height", "give at most one way of making depth metric")
     for name, value in (("--scale", scale), ("--camera-height", camera_height)):
@@ -127,8 +136,10 @@ def check_scaling(scale: float | None, camera_height: float | None) -> None:
 
 
 def camera_height_label(camera_height: float) -> str:
+    """The units label of depth scaled by a camera height in metres."""
     return f"metric (scaled by camera height {camera_height:g} m)"
 
 
 def user_scale_label(scale: float) -> str:
+    """The units label of depth scaled by the user's factor."""
     return f"metric (scaled by user factor {scale:g})"
