@@ -8,7 +8,7 @@ Usage (each writes benchmarks/results/<what>.json; see benchmarks/README.md for 
     python benchmarks/bench_perf.py lm --size 96x320 --levels 1 2 3 --iterations 1 3 5
     python benchmarks/bench_perf.py scaling          # reuses train.json rows; adds lm.json to the plot
     python benchmarks/bench_perf.py profile --sizes 96x320
-All but ``lm`` are `sa4depth.bench` (``sa4depth bench <what>``); ``lm`` reuses `bench_lm.py`.
+All but ``lm`` are `sa4depth.apps.bench` (``sa4depth bench <what>``); ``lm`` reuses `bench_lm.py`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from sa4depth import bench
+from sa4depth.apps import bench
 from sa4depth.errors import InputError
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -23,14 +23,14 @@ import numpy as np
 import torch
 import yaml
 
+from sa4depth.apps.demo import COLUMNS, flat_summary, train_and_evaluate
+from sa4depth.apps.visualize import load_scalars
 from sa4depth.config import load_config
 from sa4depth.data import synthetic
 from sa4depth.data.layout import atomic_write_text
-from sa4depth.demo import COLUMNS, flat_summary, train_and_evaluate
 from sa4depth.errors import InputError
 from sa4depth.eval.report_table import write_metrics_json
 from sa4depth.recipes import recipe_path
-from sa4depth.visualize import load_scalars
 
 SC_DEPTH = ["loss.pipeline=sc_depth", "loss.smoothness_weight=0.1", "loss.num_scales=1"]
 VARIANTS = {

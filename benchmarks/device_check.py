@@ -49,7 +49,7 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from sa4depth.bench import machine_info, random_batch, summarize, variant_overrides
+from sa4depth.apps.bench import machine_info, random_batch, summarize, variant_overrides
 from sa4depth.config import load_config
 from sa4depth.eval.report_table import write_metrics_json
 
@@ -236,7 +236,7 @@ def time_steps(step: Callable[[], bool], device: torch.device, s: Settings) -> t
 def measure_step(variant: str, precision: str, device: torch.device, s: Settings) -> dict:
     """Training-step time and peak memory of one variant at one precision, on random smooth images.
 
-    As `sa4depth.bench.TrainStep`: Adam at 1e-4, the step far past any refinement warm-up; the
+    As `sa4depth.apps.bench.TrainStep`: Adam at 1e-4, the step far past any refinement warm-up; the
     autocast region is the forward pass only, as in Lightning's mixed precision.
     """
     from sa4depth.train.model import DepthPoseModel
@@ -394,7 +394,7 @@ def train_one(
     variant: str, data: Path, run_dir: Path, seconds: float, device: torch.device, s: Settings
 ) -> dict:
     """Train one variant for ``seconds`` (or ``train_max_steps``) and evaluate it on the test split."""
-    from sa4depth.demo import train_and_evaluate
+    from sa4depth.apps.demo import train_and_evaluate
 
     overrides = [
         *variant_overrides(variant),

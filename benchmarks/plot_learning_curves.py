@@ -28,7 +28,7 @@ def load_curves(folder: Path, seeds: list[int] | None = None) -> dict[str, list[
     A finished run has ``curve.json``; a run still training is read from its TensorBoard logs (its curve
     then ends early, and the mean is taken over the steps every seed has reached).
     """
-    from sa4depth.visualize import load_scalars
+    from sa4depth.apps.visualize import load_scalars
 
     curves: dict[str, list[dict]] = {}
     for run_dir in sorted(p for p in folder.glob("*_seed*") if p.is_dir()):

@@ -21,11 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
+from sa4depth.apps.visualize import load_scalars
 from sa4depth.config import load_config
 from sa4depth.data import synthetic
 from sa4depth.eval.report_table import write_metrics_json
 from sa4depth.train.run import train
-from sa4depth.visualize import load_scalars
 
 OUT = Path("benchmarks/results/recipe")
 STEPS = 1500

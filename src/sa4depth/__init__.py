@@ -1,6 +1,7 @@
 """SA4Depth: self-supervised monocular depth with training-time LM pose refinement.
 
-Subpackages: geometry, models, refine, losses, data, train, eval; the command line is `sa4depth.cli`.
+Core subpackages: geometry, models, refine, losses, data, eval, train (and `sa4depth.inference`, the
+depth-net loader); above them, never imported by them, `sa4depth.apps`: the command line and its tools.
 """
 
 __version__ = "0.1.0"

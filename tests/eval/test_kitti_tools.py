@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from sa4depth.cli import main
+from sa4depth.apps.cli import main
+from sa4depth.apps.odometry import evaluate_odometry
 from sa4depth.config import config_to_dict, load_config
 from sa4depth.data import layout
 from sa4depth.data.kitti_calib import load_raw_calib
@@ -20,7 +21,6 @@ from sa4depth.eval.depth_metrics import DEPTH_METRIC_KEYS, compute_depth_metrics
 from sa4depth.eval.kitti_tools import (
     evaluate_depth_full_resolution,
     evaluate_depth_predictions,
-    evaluate_odometry,
     evaluate_trajectory_file,
     export_gt_depths,
     load_gt_depths,

@@ -4,7 +4,7 @@ folder that holds a run (unless --resume or --overwrite) and a demo of 0 steps."
 import pytest
 import torch
 
-from sa4depth.cli import main
+from sa4depth.apps.cli import main
 from sa4depth.config import load_config
 from sa4depth.data.toy import toy_run_overrides, toy_world
 from sa4depth.errors import InputError
@@ -76,9 +76,9 @@ def test_other_ranks_of_a_multi_process_run_neither_refuse_nor_delete(tmp_path, 
 
 
 def test_demo_refuses_zero_steps_before_doing_anything(tmp_path, capsys, monkeypatch):
-    import sa4depth.demo
+    import sa4depth.apps.demo
 
-    monkeypatch.setattr(sa4depth.demo, "run_demo", lambda *a, **k: pytest.fail("the demo started"))
+    monkeypatch.setattr(sa4depth.apps.demo, "run_demo", lambda *a, **k: pytest.fail("the demo started"))
     assert main(["demo", "--steps", "0", "--out", str(tmp_path / "demo")]) == 2
     assert capsys.readouterr().err == "error: --steps: must be at least 1 training step per model, got 0\n"
     assert list(tmp_path.iterdir()) == []

@@ -28,7 +28,7 @@ def train_command(world, out, *extra):
     return [
         sys.executable,
         "-m",
-        "sa4depth.cli",
+        "sa4depth.apps.cli",
         "train",
         *toy_run_overrides(world, out, batch_size=1),
         f"data.max_val_samples={VAL_IMAGES}",
@@ -47,7 +47,7 @@ def files_under(folder):
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
 
 
-# Runs `sa4depth.cli.main` with a callback that puts a NaN into rank 1's batch at step 1 only.
+# Runs `sa4depth.apps.cli.main` with a callback that puts a NaN into rank 1's batch at step 1 only.
 NAN_ON_RANK_1 = """
 import math
 import sys
@@ -55,7 +55,7 @@ import sys
 from lightning.pytorch.callbacks import Callback
 
 import sa4depth.train.run as run
-from sa4depth.cli import main
+from sa4depth.apps.cli import main
 
 
 class NaNOnRank1(Callback):

@@ -11,7 +11,7 @@ import torch
 
 from sa4depth.data.toy import toy_run_overrides, toy_world
 
-# Runs `sa4depth.cli.main` with the Ctrl-C sent at a scripted moment ($INTERRUPT_AT):
+# Runs `sa4depth.apps.cli.main` with the Ctrl-C sent at a scripted moment ($INTERRUPT_AT):
 #   "step": once, while step 2 runs (global step 1 -> 2), as a user's key press would;
 #   "save": twice, while the first checkpoint's bytes are being written;
 #   anything else: not at all.
@@ -24,7 +24,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 import sa4depth.train.run as run
-from sa4depth.cli import main
+from sa4depth.apps.cli import main
 
 
 def ctrl_c():

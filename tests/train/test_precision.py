@@ -7,7 +7,7 @@ import lightning as L
 import pytest
 import torch
 
-from sa4depth.bench import random_batch
+from sa4depth.apps.bench import random_batch
 from sa4depth.config import load_config
 from sa4depth.data.toy import toy_run_overrides, toy_world
 from sa4depth.geometry import Camera, Pose

@@ -1,6 +1,6 @@
 """Kill a training process with SIGKILL and resume it: the result equals an uninterrupted run.
 
-Both runs go through the real command line (``python -m sa4depth.cli train``) in deterministic mode
+Both runs go through the real command line (``python -m sa4depth.apps.cli train``) in deterministic mode
 on the CPU, so this also covers periodic ``last.ckpt`` saving and the restore of every piece of state
 (weights, Adam moments, scheduler, step and epoch counters, sample order).
 """
@@ -24,7 +24,7 @@ def train_command(world, out, *extra):
     return [
         sys.executable,
         "-m",
-        "sa4depth.cli",
+        "sa4depth.apps.cli",
         "train",
         *extra,
         *toy_run_overrides(world, out),

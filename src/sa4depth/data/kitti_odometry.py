@@ -12,7 +12,7 @@ Poses: the devkit's poses are those of the left GRAY camera 0. The colour camera
 (rectified rig) and sit at a fixed offset ``t_X`` read from ``P_X`` (``P2``: 6 cm to the side), so the
 samples' ``T_src_tgt`` use the exact colour-camera poses ``T_world_cam0 @ inv([I | t_X])``; the per-frame
 difference from using the camera-0 poses as they are is millimetres. The odometry evaluation
-(`sa4depth.eval.kitti_tools.evaluate_odometry`) compares against ``poses/NN.txt`` as it is, like the
+(`sa4depth.apps.odometry.evaluate_odometry`) compares against ``poses/NN.txt`` as it is, like the
 devkit and Monodepth2, so that its numbers are comparable with published ones.
 """
 

@@ -39,7 +39,9 @@ import numpy as np
 
 from sa4depth.data import layout
 from sa4depth.data.folder import IMAGE_SUFFIXES
+from sa4depth.data.intrinsics import intrinsics_from_fov
 from sa4depth.data.transforms import resize_with_camera
+from sa4depth.data.video import VIDEO_SUFFIXES, open_video
 from sa4depth.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -59,13 +61,6 @@ MIN_FRAMES = 3
 #: per RGB frame) is far above any training resolution.
 MIN_SIZE, MAX_SIZE = 8, 4096
 FORMAT_VERSION = 1
-
-
-def _video_module():
-    # predict.py owns the video suffixes and the decoder check; imported lazily (it pulls in matplotlib).
-    from sa4depth import predict
-
-    return predict
 
 
 def _natural_key(path: Path) -> list:
@@ -110,14 +105,13 @@ def collect_sources(inputs: Sequence[str | os.PathLike]) -> list[_Source]:
     Raises:
         InputError: a missing path, an unsupported file type, or a folder without frames or videos.
     """
-    videos = _video_module().VIDEO_SUFFIXES
     sources: list[_Source] = []
     for item in map(Path, inputs):
         if item.is_file():
-            if item.suffix.lower() not in videos:
+            if item.suffix.lower() not in VIDEO_SUFFIXES:
                 raise InputError(
                     item,
-                    f"unsupported input type {item.suffix!r} (expected a video {'/'.join(videos)} "
+                    f"unsupported input type {item.suffix!r} (expected a video {'/'.join(VIDEO_SUFFIXES)} "
                     "or a folder of frames)",
                 )
             sources.append(_Source(item, "video", _sequence_name(item)))
@@ -133,7 +127,8 @@ def collect_sources(inputs: Sequence[str | os.PathLike]) -> list[_Source]:
                     _Source(item, "folder", _sequence_name(item), frames, cams[0] if cams else None)
                 )
                 continue
-            found = sorted((p for p in item.iterdir() if p.suffix.lower() in videos), key=_natural_key)
+            videos = (p for p in item.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
+            found = sorted(videos, key=_natural_key)
             if not found:
                 raise InputError(item, f"empty folder: no {'/'.join(IMAGE_SUFFIXES)} frames and no videos")
             sources.extend(_Source(p, "video", _sequence_name(p)) for p in found)
@@ -200,7 +195,7 @@ def _video_fps(cap) -> float | None:
 def _iter_video(path: Path, keep) -> Iterator[tuple[int, np.ndarray | None]]:
     """Yield ``(index, RGB frame or None when skipped)`` for every frame of a video; skipped frames are not
     decoded."""
-    cap = _video_module().open_video(path)
+    cap = open_video(path)
     try:
         index = 0
         while True:
@@ -239,20 +234,19 @@ def _check_principal_point(K: np.ndarray, width: int, height: int, path, what: s
 
 def _native_K(source: _Source, width: int, height: int, opts: _Intrinsics) -> tuple[np.ndarray, str]:
     """K at the input's native ``width x height`` and a description of where it came from."""
-    from_fov = _video_module().intrinsics_from_fov
     if opts.cam is not None:
         K = layout.read_cam(opts.cam)
         _check_principal_point(K, width, height, opts.cam, source.path)
         return K, f"cam {opts.cam}"
     if opts.focal is not None:
-        return from_fov(width, height, fx=opts.focal), f"focal {opts.focal:g} px"
+        return intrinsics_from_fov(width, height, fx=opts.focal), f"focal {opts.focal:g} px"
     if opts.fov is not None:
-        return from_fov(width, height, fov=opts.fov), f"fov {opts.fov:g} deg"
+        return intrinsics_from_fov(width, height, fov=opts.fov), f"fov {opts.fov:g} deg"
     if source.cam is not None:
         K = layout.read_cam(source.cam)
         _check_principal_point(K, width, height, source.cam, source.path)
         return K, f"cam {source.cam}"
-    K = from_fov(width, height, fov=DEFAULT_FOV_DEG)
+    K = intrinsics_from_fov(width, height, fov=DEFAULT_FOV_DEG)
     log.warning(
         "%s: no intrinsics given; assuming a %g deg horizontal field of view (fx = %.1f px at %dx%d). "
         "Depth scale and accuracy suffer if this is wrong: pass --cam, --focal or --fov",
@@ -277,7 +271,7 @@ def _prepare_source(source: _Source, staging: Path, size, opts: _Intrinsics, sel
     stride, fps, threshold = selection
     source_fps = None
     if source.kind == "video":
-        cap = _video_module().open_video(source.path)
+        cap = open_video(source.path)
         source_fps, total = _video_fps(cap), int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
         cap.release()
         if fps is not None and source_fps is None:
@@ -491,7 +485,7 @@ def prepare_dataset(
 def _total_frames(source: _Source) -> int:
     if source.kind == "folder":
         return len(source.frames)
-    cap = _video_module().open_video(source.path)
+    cap = open_video(source.path)
     count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
     cap.release()
     return max(count, 0)

@@ -1,7 +1,8 @@
 """KITTI benchmark tools: export Eigen / improved ground truth, full-resolution depth evaluation, odometry.
 
 Entry points of ``sa4depth kitti-export-gt``, ``evaluate-kitti`` (a checkpoint or saved maps:
-`evaluate_kitti_depth`, `evaluate_depth_predictions`) and ``evaluate-odometry`` (or a trajectory file).
+`evaluate_kitti_depth`, `evaluate_depth_predictions`) and ``evaluate-odometry`` of a trajectory file
+(`evaluate_trajectory_file`; a checkpoint's is `sa4depth.apps.odometry.evaluate_odometry`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from torch.utils.data import DataLoader
 from sa4depth.data import layout
 from sa4depth.data.datamodule import collate
 from sa4depth.data.kitti_calib import RawCalib, load_raw_calib
-from sa4depth.data.kitti_odometry import KittiOdometryDataset, sequence_name
+from sa4depth.data.kitti_odometry import KittiOdometryDataset
 from sa4depth.data.kitti_raw import (
     gt_depth_candidates,
     load_gt_depth,
@@ -44,6 +45,7 @@ from sa4depth.eval.protocols import get_protocol
 from sa4depth.eval.report_table import write_metrics_json
 from sa4depth.eval.scale_consistency import scale_consistency
 from sa4depth.geometry import Camera
+from sa4depth.inference import load_depth_net
 
 logger = logging.getLogger(__name__)
 
@@ -232,11 +234,10 @@ def evaluate_kitti_depth(
     device: str | None = None,
 ) -> dict:
     """`evaluate_depth_full_resolution` of a checkpoint's depth network; optionally writes a JSON."""
-    from sa4depth.train.run import load_checkpoint
-
-    system, cfg = load_checkpoint(checkpoint)
+    loaded = load_depth_net(checkpoint)
+    cfg = loaded.cfg
     dev = _device(device)
-    depth_net = system.model.depth_net.to(dev).eval()
+    depth_net = loaded.depth_net.to(dev).eval()
     results = evaluate_depth_full_resolution(
         lambda x: depth_net.predict_depth(x.to(dev)).cpu(),
         root,
@@ -379,7 +380,7 @@ def odometry_report(
         dict with ``sequence``, ``frames``, ``alignment``, ``kitti`` (the `kitti_odometry_metrics`
         dict) and ``ate_5frame`` (``mean``, ``std``, ``count``).
     """
-    _check_options(alignment, angle)
+    check_odometry_options(alignment, angle)
     gt = as_pose_matrices(gt_T_world_cam, "gt")
     pred_rel = as_pose_matrices(pred_T_next_prev, "pred_T_next_prev")
     if len(pred_rel) != len(gt) - 1:
@@ -444,66 +445,8 @@ def predict_relative_poses(
     return np.concatenate(out)
 
 
-def evaluate_odometry(
-    checkpoint: str | os.PathLike,
-    root: str | os.PathLike,
-    sequence: str | int,
-    out_dir: str | os.PathLike,
-    alignment: str = "7dof",
-    refine: bool = False,
-    batch_size: int = 8,
-    device: str | None = None,
-    num_workers: int = 0,
-    angle: str = "ours",
-) -> dict:
-    """KITTI odometry of a checkpoint's pose network on one sequence (``sa4depth evaluate-odometry``).
-
-    Runs the pose net on every consecutive pair ``(t, t + 1)`` at the checkpoint's resolution, chains
-    the poses and compares them with ``root/poses/<NN>.txt`` as `odometry_report` does (the devkit's
-    camera-0 poses, used as they are, as Monodepth2 and the devkit do); writes the JSON, the trajectory
-    PNG and the predicted poses to ``out_dir``.
-
-    Args:
-        checkpoint: a training checkpoint.
-        root: the KITTI odometry ``dataset`` folder.
-        sequence: "09", "10" or any sequence with ground truth (00-10).
-        out_dir: output folder.
-        alignment: "7dof" (default), "6dof", "scale" or "none".
-        refine: also run SA4Depth's LM refinement on each pose (the checkpoint must have been trained
-            with ``refine.enabled``).
-        batch_size, device, num_workers: inference settings (device default: CUDA if available).
-        angle: rotation-angle formula, "ours" or "devkit" (see `sa4depth.eval.odometry.rotation_angle`).
-
-    Returns:
-        The report dict (see `odometry_report`).
-    """
-    from sa4depth.train.run import load_checkpoint
-
-    _check_options(alignment, angle)
-    root = Path(root)
-    name = sequence_name(sequence) if str(sequence).isdigit() else str(sequence)
-    gt_path = root / "poses" / f"{name}.txt"
-    if not gt_path.is_file():
-        raise InputError(gt_path, "ground-truth poses not found (KITTI has them for sequences 00-10)")
-    system, cfg = load_checkpoint(checkpoint)
-    if refine and system.model.refinement is None:
-        raise InputError(
-            checkpoint,
-            "--refine needs a checkpoint trained with refine.enabled (SA4Depth); this one has none",
-        )
-    gt = layout.read_poses(gt_path)
-    dataset = KittiOdometryDataset(root, name, cfg.data.height, cfg.data.width, offsets=(1,), train=False)
-    pred_rel = predict_relative_poses(system.model, dataset, refine, batch_size, device, num_workers)
-    extra = {"checkpoint": str(checkpoint), "refine": refine, "gt_poses": str(gt_path)}
-    report = odometry_report(gt, pred_rel, out_dir, name, alignment, extra, angle)
-    k = report["kitti"]
-    logger.info(
-        "sequence %s: t_err %.2f %%, r_err %.2f deg/100m, ATE %.2f m", name, k["t_err"], k["r_err"], k["ate"]
-    )
-    return report
-
-
-def _check_options(alignment: str, angle: str) -> None:
+def check_odometry_options(alignment: str, angle: str) -> None:
+    """Raise `InputError` unless ``alignment`` is one of `ALIGNMENTS` and ``angle`` one of `ANGLES`."""
     if alignment not in ALIGNMENTS:
         raise InputError("alignment", f"must be one of {ALIGNMENTS}, got {alignment!r}")
     if angle not in ANGLES:
@@ -624,7 +567,7 @@ def evaluate_trajectory_file(
         InputError: a malformed file (see `read_kitti_trajectory`), frames that do not fit the GT, or a
             prediction too short to hold one 100 m segment or to be aligned.
     """
-    _check_options(alignment, angle)
+    check_odometry_options(alignment, angle)
     trajectory, gt = Path(trajectory), Path(gt)
     gt_frames, gt_poses = read_kitti_trajectory(gt)
     if gt_frames is not None and not np.array_equal(gt_frames, np.arange(len(gt_frames))):

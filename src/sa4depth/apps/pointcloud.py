@@ -157,7 +157,7 @@ def predict_point_cloud(
 ) -> int:
     """Predict depth for one image and write its coloured point cloud (camera frame, x right, y down).
 
-    Units and intrinsics follow `sa4depth.predict.predict_paths`: network units unless ``scale`` or
+    Units and intrinsics follow `sa4depth.apps.predict.predict_paths`: network units unless ``scale`` or
     ``camera_height`` (metres) makes them metric; K from the checkpoint's training camera unless ``fx``
     or ``fov`` is given. ``max_depth`` is in the output units.
 
@@ -168,9 +168,10 @@ def predict_point_cloud(
         InputError: bad options, an unreadable image or checkpoint, or an output that is a folder or
             cannot be written.
     """
-    from sa4depth.predict import DepthPredictor, _check_scaling
+    from sa4depth.apps.predict.metric_scale import check_scaling
+    from sa4depth.apps.predict.predictor import DepthPredictor
 
-    _check_scaling(scale, camera_height)
+    check_scaling(scale, camera_height)
     if stride < 1:
         raise InputError("--stride", f"must be at least 1, got {stride}")
     if max_depth is not None and not (math.isfinite(max_depth) and max_depth > 0):

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from sa4depth.cli import main
+from sa4depth.apps.cli import main
+from sa4depth.apps.export import export_model, inference_model, load_exported
 from sa4depth.config import config_to_dict, load_config
 from sa4depth.errors import InputError
-from sa4depth.export import export_model, inference_model, load_exported
 from sa4depth.models import efficientnet_lite
 from sa4depth.models.depth_net import ENCODERS
 
@@ -200,12 +200,13 @@ def test_metadata_records_the_training_camera(tmp_path):
         layout.write_image(seq / "images" / f"{i:06d}.png", np.zeros((H, W, 3), np.uint8))
     layout.write_cam(seq / "cam.txt", np.array([[50.0, 0, 47.5], [0, 50.0, 31.5], [0, 0, 1]]))
     layout.write_split(data / "splits" / "test.txt", [("s", 0)])
-    from sa4depth.export import _metadata
+    from sa4depth.apps.export import DepthExportModel, _metadata
+    from sa4depth.inference import load_depth_net
 
     path = tmp_path / "m.ckpt"
     save_checkpoint(path, f"data.root={data}", "data.offsets=[1]")
-    model, cfg = inference_model(path)
-    metadata = _metadata(path, cfg, model, "depth", H, W)
+    loaded = load_depth_net(path)
+    metadata = _metadata(path, loaded, DepthExportModel(loaded.depth_net), "depth", H, W)
     np.testing.assert_allclose(metadata["K_train"], [[50.0, 0, 47.5], [0, 50.0, 31.5], [0, 0, 1]])
 
 
@@ -232,8 +233,8 @@ def last_only_run(tmp_path_factory):
 
 
 def test_save_best_false_keeps_only_last_ckpt(last_only_run):
+    from sa4depth.apps.visualize import load_scalars
     from sa4depth.config import TrainerConfig, validate_config
-    from sa4depth.visualize import load_scalars
 
     assert "val/abs_rel" in load_scalars(last_only_run)  # validated, and still no best.ckpt
     assert [p.name for p in (last_only_run / "checkpoints").iterdir()] == ["last.ckpt"]
@@ -242,8 +243,8 @@ def test_save_best_false_keeps_only_last_ckpt(last_only_run):
 
 
 def test_weights_export_is_small_and_predicts_what_the_checkpoint_predicts(tmp_path, last_only_run, capsys):
+    from sa4depth.apps.predict import DepthPredictor, predict_paths
     from sa4depth.data import layout
-    from sa4depth.predict import DepthPredictor, predict_paths
 
     last = last_only_run / "checkpoints" / "last.ckpt"
     weights = tmp_path / "depth_weights.pt"
@@ -281,8 +282,8 @@ def test_weights_export_is_small_and_predicts_what_the_checkpoint_predicts(tmp_p
 
 
 def test_a_damaged_weights_file_is_a_one_line_error(tmp_path, last_only_run):
-    from sa4depth.export import WEIGHTS_KEY
-    from sa4depth.predict import DepthPredictor
+    from sa4depth.apps.predict import DepthPredictor
+    from sa4depth.inference import WEIGHTS_KEY
 
     weights = tmp_path / "w.pt"
     export_model(last_only_run / "checkpoints" / "last.ckpt", weights, format="weights")

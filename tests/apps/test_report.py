@@ -15,11 +15,11 @@ import pytest
 import torch
 from PIL import Image
 
+from sa4depth.apps.report import write_report
 from sa4depth.config import load_config
 from sa4depth.data import layout
 from sa4depth.data.toy import toy_world
 from sa4depth.errors import InputError
-from sa4depth.report import write_report
 
 H, W = 64, 96
 

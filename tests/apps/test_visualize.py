@@ -8,9 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sa4depth.data import layout
-from sa4depth.errors import InputError
-from sa4depth.visualize import (
+from sa4depth.apps.visualize import (
     _curves_figure,
     constant_tags,
     default_tags,
@@ -20,6 +18,8 @@ from sa4depth.visualize import (
     plot_trajectories,
     sequence_trajectory,
 )
+from sa4depth.data import layout
+from sa4depth.errors import InputError
 
 
 def png_size(data: bytes) -> tuple[int, int]:

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from sa4depth.cli import main
+from sa4depth.apps.cli import main
 from sa4depth.config import config_to_dict, load_config
 from sa4depth.data.folder import FolderDataset
 from sa4depth.data.toy import toy_world

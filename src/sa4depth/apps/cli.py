@@ -161,9 +161,9 @@ def _add_evaluate(sub) -> None:
 
 
 def _run_evaluate(args) -> None:
+    from sa4depth.apps.demo import COLUMNS, flat_summary
     from sa4depth.config import config_from_dict, config_to_dict
     from sa4depth.data.layout import check_output_file
-    from sa4depth.demo import COLUMNS, flat_summary
     from sa4depth.eval.evaluate import evaluate_model
     from sa4depth.eval.report_table import format_table, write_metrics_json
     from sa4depth.train.run import load_checkpoint
@@ -238,7 +238,7 @@ def _add_predict(sub) -> None:
 
 
 def _run_predict(args) -> None:
-    from sa4depth.predict import MANIFEST, predict_paths
+    from sa4depth.apps.predict import MANIFEST, predict_paths
 
     written = predict_paths(
         args.checkpoint,
@@ -265,7 +265,7 @@ def _add_export(sub) -> None:
     p.add_argument("--checkpoint", required=True, help="training checkpoint (.ckpt) to export")
     p.add_argument(
         "--format",
-        choices=["torchscript", "onnx", "weights"],  # sa4depth.export.FORMATS, without importing torch
+        choices=["torchscript", "onnx", "weights"],  # sa4depth.apps.export.FORMATS, without importing torch
         default="torchscript",
         help="torchscript; onnx (needs the 'export' extra); or weights: the depth net's weights and "
         "config alone, for predict and pointcloud, about a quarter of a checkpoint (default: %(default)s)",
@@ -285,7 +285,7 @@ def _add_export(sub) -> None:
 
 
 def _run_export(args) -> None:
-    from sa4depth.export import export_model
+    from sa4depth.apps.export import export_model
 
     result = export_model(
         args.checkpoint,
@@ -319,7 +319,7 @@ def _add_report(sub) -> None:
 
 
 def _run_report(args) -> None:
-    from sa4depth.report import write_report
+    from sa4depth.apps.report import write_report
 
     print(f"report written to {write_report(args.run_dir, args.output, samples=args.samples)}")
 
@@ -348,7 +348,7 @@ def _add_pointcloud(sub) -> None:
 
 
 def _run_pointcloud(args) -> None:
-    from sa4depth.pointcloud import predict_point_cloud
+    from sa4depth.apps.pointcloud import predict_point_cloud
 
     n = predict_point_cloud(
         args.checkpoint,
@@ -391,7 +391,7 @@ def _add_demo(sub) -> None:
 def _run_demo(args) -> None:
     if args.steps is not None and args.steps < 1:
         raise InputError("--steps", f"must be at least 1 training step per model, got {args.steps}")
-    from sa4depth.demo import run_demo
+    from sa4depth.apps.demo import run_demo
 
     run_demo(args.out, steps=args.steps, quick=args.quick, seed=args.seed)
 
@@ -640,7 +640,9 @@ def _run_evaluate_odometry(args) -> None:
         )
         print(f"results in {Path(args.output) / 'metrics.json'}")
         return
-    r = kitti_tools.evaluate_odometry(
+    from sa4depth.apps.odometry import evaluate_odometry
+
+    r = evaluate_odometry(
         args.checkpoint,
         args.root,
         args.sequence or "09",
@@ -666,11 +668,11 @@ def _add_bench(sub) -> None:
     )
     p.set_defaults(
         func=_run_bench
-    )  # its own options are parsed by sa4depth.bench (see `sa4depth bench --help`)
+    )  # its own options are parsed by sa4depth.apps.bench (see `sa4depth bench --help`)
 
 
 def _run_bench(args) -> None:
-    from sa4depth import bench
+    from sa4depth.apps import bench
 
     result = bench.main(args.bench_args)
     shown = {k: v for k, v in result.items() if k not in ("machine_before", "machine_after")}

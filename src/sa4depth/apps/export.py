@@ -2,7 +2,7 @@
 
 The feature network and LM refinement are training-only, so baseline and SA4Depth exports look the same.
 A weights file (``--format weights``) is the depth network's state_dict with the config that rebuilds it:
-a quarter of a training checkpoint's size, and what ``sa4depth predict`` and ``pointcloud`` need.
+a quarter of a training checkpoint's size; `sa4depth.inference.load_depth_net` reads both kinds.
 """
 
 from __future__ import annotations
@@ -20,7 +20,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from sa4depth.apps.predict.intrinsics import training_data, training_intrinsics
+from sa4depth.config import Config, config_to_dict
 from sa4depth.errors import InputError
+from sa4depth.inference import INTRINSICS_KEY, TRAINING_DATA_KEY, WEIGHTS_KEY, DepthCheckpoint, load_depth_net
 from sa4depth.models.depth_net import disp_to_depth
 
 logger = logging.getLogger(__name__)
@@ -28,11 +31,8 @@ logger = logging.getLogger(__name__)
 FORMATS = ("torchscript", "onnx", "weights")
 OUTPUTS = ("depth", "disparity")
 METADATA_FILE = "sa4depth.json"
-"""Name of the metadata entry: a TorchScript extra file, or the ONNX ``metadata_props`` key."""
-WEIGHTS_KEY = "sa4depth_depth_net"
-"""Entry of a weights file holding the depth network's state_dict. Beside it: ``sa4depth_config`` (the
-training config, which rebuilds the network), ``sa4depth_metadata`` (as in the other formats), and the
-training camera and data entries of `sa4depth.predict` (``INTRINSICS_KEY``, ``TRAINING_DATA_KEY``)."""
+"""Name of the metadata entry: a TorchScript extra file, the ONNX ``metadata_props`` key, or (as
+``sa4depth_metadata``) an entry of a weights file (`sa4depth.inference.WEIGHTS_KEY`)."""
 
 
 class DepthExportModel(nn.Module):
@@ -60,12 +60,10 @@ class DepthExportModel(nn.Module):
         return disp_to_depth(disp, self.net.min_depth, self.net.max_depth)[1]
 
 
-def inference_model(checkpoint: str | os.PathLike, output: str = "depth") -> tuple[DepthExportModel, object]:
-    """``(DepthExportModel in eval mode on CPU, config)`` of a training checkpoint."""
-    from sa4depth.train.run import load_checkpoint
-
-    system, cfg = load_checkpoint(checkpoint)
-    return DepthExportModel(system.model.depth_net, output).eval().cpu(), cfg
+def inference_model(checkpoint: str | os.PathLike, output: str = "depth") -> tuple[DepthExportModel, Config]:
+    """``(DepthExportModel in eval mode on CPU, config)`` of a training checkpoint or weights file."""
+    loaded = load_depth_net(checkpoint)
+    return DepthExportModel(loaded.depth_net, output).eval(), loaded.cfg
 
 
 def _check_inputs(height: int, width: int, batch: int) -> torch.Tensor:
@@ -89,10 +87,10 @@ def export_model(
 
     The export is traced at ``height x width`` (default: the training resolution), batch and image size
     stay dynamic (a weights file is not traced; the size only sets its check). The file is written to a
-    temporary name beside ``out_path``, reloaded (``torch.jit.load`` / onnxruntime / `load_depth_net`)
-    and run on two images at the export size and one at another size; only when its output matches the
-    PyTorch model's is it renamed to ``out_path``, so a failed export leaves no file (and an older file
-    at ``out_path`` untouched).
+    temporary name beside ``out_path``, reloaded (``torch.jit.load`` / onnxruntime /
+    `sa4depth.inference.load_depth_net`) and run on two images at the export size and one at another
+    size; only when its output matches the PyTorch model's is it renamed to ``out_path``, so a failed
+    export leaves no file (and an older file at ``out_path`` untouched).
 
     Metadata (``sa4depth.json``: output kind, input layout, training resolution, depth range, the training
     camera when known) goes into the TorchScript file's extra files, the ONNX ``metadata_props`` or the
@@ -102,7 +100,7 @@ def export_model(
         checkpoint: training checkpoint.
         out_path: output file (``.pt``/``.ts`` for TorchScript, ``.onnx``, e.g. ``depth_weights.pt``).
         format: "torchscript", "onnx" (needs the ``onnx`` and ``onnxruntime`` packages) or "weights"
-            (the depth network's state_dict and config, for `load_depth_net`; see `WEIGHTS_KEY`).
+            (the depth network's state_dict and config; see `sa4depth.inference.WEIGHTS_KEY`).
         output: "depth" or "disparity" (see `DepthExportModel`); a weights file is always "depth".
         rtol, atol: the agreement the check demands, elementwise ``|a - b| <= atol + rtol * |b|``
             (a relative part because depth ``~ 1 / disparity`` magnifies float error on far pixels).
@@ -125,8 +123,8 @@ def export_model(
         raise InputError("--kind", "a weights file holds the network itself; --kind is for torchscript/onnx")
     if format == "onnx":
         _require_onnx()
-    model, cfg = inference_model(checkpoint, output)
-    _check_finite(model, checkpoint)
+    loaded = load_depth_net(checkpoint)
+    model, cfg = DepthExportModel(loaded.depth_net, output).eval(), loaded.cfg
     if height is None and width is None and (cfg.data.height % 32 or cfg.data.width % 32):
         raise InputError(
             checkpoint,
@@ -139,17 +137,17 @@ def export_model(
     out_path = Path(out_path)
     if out_path.is_dir():
         raise InputError(out_path, "is a folder; give the output file's name, e.g. depth.onnx")
-    metadata = _metadata(checkpoint, cfg, model, output, height, width)
+    metadata = _metadata(checkpoint, loaded, model, output, height, width)
     example = _check_inputs(height, width, 2)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", torch.jit.TracerWarning)
         try:
             if format == "torchscript":
-                data = _torchscript_bytes(model, example, metadata)
+                data = torchscript_bytes(model, example, metadata)
             elif format == "onnx":
-                data = _onnx_bytes(model, example, metadata)
+                data = onnx_bytes(model, example, metadata)
             else:
-                data = _weights_bytes(checkpoint, cfg, model, metadata)
+                data = _weights_bytes(checkpoint, loaded, model, metadata)
         except Exception as e:  # the tracer and the ONNX exporter raise many types
             raise InputError(checkpoint, f"{format} export failed ({_first_line(e)})") from None
     tracer_warnings = _unexpected_tracer_warnings(caught)
@@ -196,14 +194,6 @@ def _first_line(e: BaseException) -> str:
 def _hint(tracer_warnings: list[str]) -> str:
     """The first tracer warning, which usually names the line that made the trace size-specific."""
     return f"; the tracer warned: {tracer_warnings[0]}" if tracer_warnings else ""
-
-
-def _check_finite(model: nn.Module, checkpoint) -> None:
-    bad = [k for k, v in model.state_dict().items() if v.is_floating_point() and not torch.isfinite(v).all()]
-    if bad:
-        raise InputError(
-            checkpoint, f"{len(bad)} weight tensors hold NaN or Inf (e.g. {bad[0]!r}); nothing to export"
-        )
 
 
 def _input_guard_lines() -> set[tuple[str, int]]:
@@ -271,10 +261,12 @@ def _cannot_write(out_path: Path, e: OSError) -> InputError:
     return InputError(out_path, f"cannot write ({e.strerror or e.__class__.__name__})")
 
 
-def _metadata(checkpoint, cfg, model: DepthExportModel, output: str, height: int, width: int) -> dict:
-    from sa4depth.predict import _checkpoint_intrinsics
-
-    K, source = _checkpoint_intrinsics(Path(checkpoint), cfg)
+def _metadata(
+    checkpoint, loaded: DepthCheckpoint, model: DepthExportModel, output: str, height: int, width: int
+) -> dict:
+    """The ``sa4depth.json`` metadata of an export of ``loaded`` at ``height x width``."""
+    cfg = loaded.cfg
+    K, source = training_intrinsics(loaded)
     return {
         "input": "image (B, 3, H, W) float32 RGB in [0, 1]; H, W multiples of 32",
         "output": output,
@@ -293,7 +285,8 @@ def _metadata(checkpoint, cfg, model: DepthExportModel, output: str, height: int
     }
 
 
-def _torchscript_bytes(model: nn.Module, example: torch.Tensor, metadata: dict) -> bytes:
+def torchscript_bytes(model: nn.Module, example: torch.Tensor, metadata: dict) -> bytes:
+    """The TorchScript file of ``model`` traced on ``example`` ``(B, 3, H, W)``; ``metadata`` in it."""
     with torch.no_grad(), warnings.catch_warnings():
         # torch is pinned, so the deprecation of tracing is moot; tracer warnings reach export_model.
         warnings.filterwarnings("ignore", category=DeprecationWarning)
@@ -314,7 +307,8 @@ def _require_onnx() -> None:
         ) from None
 
 
-def _onnx_bytes(model: nn.Module, example: torch.Tensor, metadata: dict) -> bytes:
+def onnx_bytes(model: nn.Module, example: torch.Tensor, metadata: dict) -> bytes:
+    """The ONNX file (opset 17, dynamic batch and size) of ``model`` run on ``example`` ``(B, 3, H, W)``."""
     import onnx
 
     dynamic = {0: "batch", 2: "height", 3: "width"}
@@ -340,17 +334,14 @@ def _onnx_bytes(model: nn.Module, example: torch.Tensor, metadata: dict) -> byte
     return proto.SerializeToString()
 
 
-def _weights_bytes(checkpoint, cfg, model: DepthExportModel, metadata: dict) -> bytes:
+def _weights_bytes(checkpoint, loaded: DepthCheckpoint, model: DepthExportModel, metadata: dict) -> bytes:
     """A weights file: the depth net's state_dict, its config, metadata, training camera and data."""
-    from sa4depth.config import config_to_dict
-    from sa4depth.predict import INTRINSICS_KEY, TRAINING_DATA_KEY, training_data
-
     entries = {
         WEIGHTS_KEY: model.net.state_dict(),
-        "sa4depth_config": config_to_dict(cfg),
+        "sa4depth_config": config_to_dict(loaded.cfg),
         "sa4depth_metadata": metadata,
         # Recorded now: the training data and its camera may be gone where the file is used.
-        TRAINING_DATA_KEY: training_data(Path(checkpoint), cfg),
+        TRAINING_DATA_KEY: training_data(Path(checkpoint), loaded.cfg, loaded.training_data),
     }
     if metadata["K_train"] is not None:
         entries[INTRINSICS_KEY] = {
@@ -363,64 +354,28 @@ def _weights_bytes(checkpoint, cfg, model: DepthExportModel, metadata: dict) -> 
     return buf.getvalue()
 
 
-def load_depth_net(path: str | os.PathLike):
-    """``(DepthNet in eval mode on CPU, config)`` of a weights file or a training checkpoint.
-
-    Raises:
-        InputError: a missing, corrupt or foreign file, a config the network cannot be built from,
-            weights that do not fit it, or NaN/Inf weights.
-    """
-    from sa4depth.config import config_from_dict
-    from sa4depth.models.depth_net import DepthNet
-    from sa4depth.train.run import load_checkpoint
-
-    path = Path(path)
-    try:  # memory-mapped: telling the two kinds apart reads no tensor data
-        entries = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:  # missing, damaged or foreign: load_checkpoint names the problem
-        entries = None
-    if not (isinstance(entries, dict) and WEIGHTS_KEY in entries):
-        system, cfg = load_checkpoint(path)
-        return system.model.depth_net, cfg
-    state, saved = entries[WEIGHTS_KEY], entries.get("sa4depth_config")
-    if not isinstance(state, dict) or not isinstance(saved, dict):
-        raise InputError(path, f"not an sa4depth weights file ({WEIGHTS_KEY} or sa4depth_config malformed)")
-    try:
-        cfg = config_from_dict(saved)
-    except InputError as e:
-        raise InputError(path, f"weights file config: {e.problem}") from None
-    m = cfg.model
-    # pretrained=None: the file holds every weight, so no ImageNet file is needed (nor read).
-    net = DepthNet(encoder=m.encoder, pretrained=None, min_depth=m.min_depth, max_depth=m.max_depth)
-    expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
-    found = {k: tuple(v.shape) if isinstance(v, torch.Tensor) else None for k, v in state.items()}
-    if found != expected:
-        wrong = sorted(k for k in expected.keys() | found.keys() if found.get(k) != expected.get(k))
-        raise InputError(
-            path,
-            f"weights do not fit the {m.encoder} depth network of its config ({len(wrong)} tensors "
-            f"missing, extra or mis-shaped, e.g. {wrong[0]!r})",
-        )
-    broken = [k for k, v in state.items() if v.is_floating_point() and not v.isfinite().all()]
-    if broken:
-        raise InputError(path, f"weights hold NaN or Inf ({len(broken)} tensors, e.g. {broken[0]!r})")
-    net.load_state_dict(state)
-    return net.eval(), cfg
-
-
-def load_exported(path: str | os.PathLike, format: str | None = None):
+def load_exported(
+    path: str | os.PathLike, format: str | None = None, optimize: bool = False, threads: int | None = None
+):
     """A callable ``image (B, 3, H, W) tensor -> (B, 1, H, W) tensor`` for an exported file, and its metadata.
 
     Args:
+        path: the exported file.
         format: "torchscript", "onnx" or "weights" (depth); default from the suffix (``.onnx`` -> ONNX,
             else TorchScript).
+        optimize: TorchScript only: freeze the module and run ``torch.jit.optimize_for_inference``
+            (conv + batch norm folded), the faster form for CPU inference.
+        threads: ONNX only: onnxruntime's intra-op threads (default: its own choice).
+
+    Returns:
+        ``(run, metadata)``: the callable (gradient-free) and the ``sa4depth.json`` metadata dict.
     """
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "exported model not found")
     format = format or ("onnx" if path.suffix.lower() == ".onnx" else "torchscript")
     if format == "weights":
-        net, _ = load_depth_net(path)
+        net = load_depth_net(path).depth_net
         metadata = torch.load(path, map_location="cpu", weights_only=True, mmap=True)["sa4depth_metadata"]
 
         def run_weights(x: torch.Tensor) -> torch.Tensor:
@@ -435,6 +390,11 @@ def load_exported(path: str | os.PathLike, format: str | None = None):
         except RuntimeError as e:
             raise InputError(path, f"not a TorchScript file ({str(e).splitlines()[0][:100]})") from None
         metadata = json.loads(extra[METADATA_FILE]) if extra[METADATA_FILE] else {}
+        if optimize:
+            with warnings.catch_warnings():
+                # Deprecated in favour of torch.compile, which was not faster here; torch is pinned.
+                warnings.filterwarnings("ignore", category=DeprecationWarning)
+                module = torch.jit.optimize_for_inference(torch.jit.freeze(module.eval()))
 
         def run(x: torch.Tensor) -> torch.Tensor:
             with torch.no_grad():
@@ -444,8 +404,11 @@ def load_exported(path: str | os.PathLike, format: str | None = None):
     _require_onnx()
     import onnxruntime as ort
 
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
     try:
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as e:  # onnxruntime raises its own exception types for invalid files
         raise InputError(path, f"not a valid ONNX model ({e.__class__.__name__})") from None
     props = session.get_modelmeta().custom_metadata_map
@@ -453,7 +416,7 @@ def load_exported(path: str | os.PathLike, format: str | None = None):
     name = session.get_inputs()[0].name
 
     def run_onnx(x: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(session.run(None, {name: x.numpy()})[0])
+        return torch.from_numpy(session.run(None, {name: x.contiguous().numpy()})[0])
 
     return run_onnx, metadata
 

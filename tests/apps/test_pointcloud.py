@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
+from sa4depth.apps.pointcloud import depth_to_points, export_point_cloud, predict_point_cloud, read_ply
 from sa4depth.config import config_to_dict, load_config
 from sa4depth.data import layout
 from sa4depth.errors import InputError
-from sa4depth.pointcloud import depth_to_points, export_point_cloud, predict_point_cloud, read_ply
 
 K = np.array([[50.0, 0.0, 3.0], [0.0, 40.0, 2.0], [0.0, 0.0, 1.0]])
 
@@ -85,7 +85,7 @@ def checkpoint(tmp_path_factory):
 
 
 def test_predict_point_cloud_end_to_end(tmp_path, checkpoint):
-    from sa4depth.predict import DepthPredictor
+    from sa4depth.apps.predict import DepthPredictor
 
     image = np.random.default_rng(1).integers(0, 256, (64, 96, 3), dtype=np.uint8)
     layout.write_image(tmp_path / "im.png", image)

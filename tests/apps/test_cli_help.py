@@ -5,8 +5,8 @@ import argparse
 
 import pytest
 
-from sa4depth import bench
-from sa4depth.cli import build_parser, main
+from sa4depth.apps import bench
+from sa4depth.apps.cli import build_parser, main
 
 
 def parsers() -> dict[str, argparse.ArgumentParser]:
@@ -68,7 +68,7 @@ def test_bench_help_through_the_main_command(capsys):
 
 
 def test_export_offers_the_weights_format_the_exporter_knows():
-    from sa4depth.export import FORMATS
+    from sa4depth.apps.export import FORMATS
 
     export = parsers()["sa4depth export"]
     (fmt,) = [a for a in export._actions if a.dest == "format"]

@@ -1,6 +1,6 @@
 """Hostile input through the command line (issue 18): one table of cases, each exit 2 and one error line.
 
-Every case runs ``sa4depth.cli.main`` in-process on tiny data (a 64 x 64 toy world, a slim random-weight
+Every case runs ``sa4depth.apps.cli.main`` in-process on tiny data (a 64 x 64 toy world, a slim random-weight
 checkpoint), and checks the exit code, that the single ``error: <file or key>: <problem>`` line blames the
 right thing, and that it says what is wrong. The data-safety cases below the table check what is on disk.
 """
@@ -21,13 +21,13 @@ import pytest
 import torch
 from PIL import Image
 
-from sa4depth.cli import main
+from sa4depth.apps.cli import main
+from sa4depth.apps.predict import MANIFEST, predict_paths
 from sa4depth.config import config_to_dict, load_config
 from sa4depth.data import layout
 from sa4depth.data.folder import FolderDataset
 from sa4depth.data.toy import toy_world
 from sa4depth.errors import InputError
-from sa4depth.predict import MANIFEST, predict_paths
 from sa4depth.train.system import DepthPoseSystem
 
 pytestmark = pytest.mark.usefixtures("one_thread")

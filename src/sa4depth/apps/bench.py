@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import datetime
-import io
 import json
 import logging
 import os
@@ -74,47 +74,64 @@ def summarize(times: list[float]) -> dict:
 class ComponentTimer:
     """Wall-clock seconds spent in named modules / callables (inclusive), accumulated over calls.
 
-    The benchmark wraps the model's submodules from outside (an instance ``forward`` attribute), so no
-    library code carries timing hooks. On CPU every op is synchronous, so wall clock is exact.
+    Modules are timed by forward pre-hooks and hooks (removed by `remove`), other callables by a wrapper
+    set as an attribute of their owner, so no library code carries timing code. On CPU every op is
+    synchronous, so wall clock is exact.
     """
 
     def __init__(self):
         self.totals: dict[str, float] = defaultdict(float)
         self.calls: dict[str, int] = defaultdict(int)
         self.enabled = True
+        self._handles: list = []
 
     @contextlib.contextmanager
     def section(self, name: str) -> Iterator[None]:
+        """Time the ``with`` block under ``name``."""
         start = time.perf_counter()
         try:
             yield
         finally:
-            if self.enabled:
-                self.totals[name] += time.perf_counter() - start
-                self.calls[name] += 1
+            self._add(name, time.perf_counter() - start)
+
+    def _add(self, name: str, seconds: float) -> None:
+        if self.enabled:
+            self.totals[name] += seconds
+            self.calls[name] += 1
 
     def wrap_module(self, module: nn.Module | None, name: str) -> None:
         """Time every ``module(...)`` call under ``name`` (no-op for None)."""
         if module is None:
             return
-        forward = module.forward
+        starts: list[float] = []  # a stack: a module may call itself (recursion) before returning
 
-        def timed_forward(*args, **kwargs):
-            with self.section(name):
-                return forward(*args, **kwargs)
+        def before(mod, args) -> None:
+            starts.append(time.perf_counter())
 
-        module.forward = timed_forward
+        def after(mod, args, output) -> None:
+            self._add(name, time.perf_counter() - starts.pop())
+
+        self._handles += [module.register_forward_pre_hook(before), module.register_forward_hook(after)]
 
     def wrap_attr(self, owner, attr: str, name: str) -> None:
-        """Replace ``owner.<attr>`` (a callable) by a timed wrapper that forwards attribute access."""
+        """Replace ``owner.<attr>`` (a callable that is not a module) by a timed wrapper."""
         setattr(owner, attr, _Timed(getattr(owner, attr), self, name))
 
+    def remove(self) -> None:
+        """Remove the module hooks (`wrap_module`)."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
     def reset(self) -> None:
+        """Forget the seconds and calls counted so far."""
         self.totals.clear()
         self.calls.clear()
 
 
 class _Timed:
+    """A callable timed by a `ComponentTimer`; other attributes are the wrapped callable's."""
+
     def __init__(self, fn: Callable, timer: ComponentTimer, name: str):
         self._fn, self._timer, self._name = fn, timer, name
 
@@ -339,65 +356,39 @@ def profile_step(size: str, batch: int, variant: str, encoder: str = "resnet18",
 
 
 # ---------------------------------------------------------------------------------------------- inference
-class _DepthOnly(nn.Module):
-    """``image -> depth`` (full resolution) as one module, the form export back-ends need."""
-
-    def __init__(self, depth_net: nn.Module):
-        super().__init__()
-        self.net = depth_net
-
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return self.net.predict_depth(image)
-
-
 def _smooth_images(batch: int, height: int, width: int, seed: int = 0) -> torch.Tensor:
     return random_batch(batch, height, width, frames=1, seed=seed)["images"][:, 0].contiguous()
 
 
-def torchscript_depth_model(depth_net: nn.Module, example: torch.Tensor) -> Callable:
-    """Traced, frozen and `optimize_for_inference` depth model (conv+BN folded); ``image -> depth``."""
-    module = _DepthOnly(depth_net).eval()
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-        # optimize_for_inference is deprecated in favour of torch.compile, which was not faster here.
-        warnings.filterwarnings("ignore", category=DeprecationWarning)
-        traced = torch.jit.trace(module, example, check_trace=False)
-        frozen = torch.jit.optimize_for_inference(torch.jit.freeze(traced))
+def exported_depth_model(
+    depth_net: nn.Module, example: torch.Tensor, backend: str, threads: int | None = None
+) -> Callable:
+    """``image (B, 3, H, W) -> depth (B, 1, H, W)`` through an export back-end, built as ``sa4depth export``.
 
-    def run(x: torch.Tensor) -> torch.Tensor:
-        with torch.inference_mode():
-            return frozen(x)
+    The file is made by `sa4depth.apps.export`'s builders and read back by its `load_exported`; any
+    failure raises (a back-end that does not work is not replaced by another).
 
-    return run
+    Args:
+        depth_net: a `sa4depth.models.depth_net.DepthNet` (put in eval mode).
+        example: ``(B, 3, H, W)`` input to trace / export with; other batch sizes and sizes (multiples of
+            32) work afterwards.
+        backend: "torchscript" (frozen, ``optimize_for_inference``) or "onnxruntime".
+        threads: onnxruntime intra-op threads (default: torch's thread count).
+    """
+    from sa4depth.apps.export import DepthExportModel, load_exported, onnx_bytes, torchscript_bytes
 
-
-def onnxruntime_depth_model(depth_net: nn.Module, example: torch.Tensor, threads: int | None = None):
-    """ONNX Runtime session (all graph optimisations, CPU) of the depth model; ``image -> depth``."""
-    import onnxruntime as ort
-
-    module = _DepthOnly(depth_net).eval()
-    buf = io.BytesIO()
-    dynamic = {0: "batch", 2: "height", 3: "width"}
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            module,
-            (example,),
-            buf,
-            input_names=["image"],
-            output_names=["depth"],
-            dynamic_axes={"image": dynamic, "depth": dynamic},
-            opset_version=17,
-            dynamo=False,
-        )
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = threads or torch.get_num_threads()
-    session = ort.InferenceSession(buf.getvalue(), options, providers=["CPUExecutionProvider"])
-
-    def run(x: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(session.run(None, {"image": x.contiguous().numpy()})[0])
-
+    builders = {"torchscript": (torchscript_bytes, "torchscript"), "onnxruntime": (onnx_bytes, "onnx")}
+    if backend not in builders:
+        raise ValueError(f"backend must be one of {sorted(builders)}, got {backend!r}")
+    build, format = builders[backend]
+    model = DepthExportModel(depth_net).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # the input-shape guards; see export
+        data = build(model, example, {})
+    with tempfile.TemporaryDirectory() as tmp:  # the model is read into memory: the file may go
+        path = Path(tmp) / f"depth.{format}"
+        path.write_bytes(data)
+        run, _ = load_exported(path, format, optimize=True, threads=threads or torch.get_num_threads())
     return run
 
 
@@ -419,7 +410,9 @@ def eager_depth_model(depth_net: nn.Module, channels_last: bool = False, inferen
 
 def compiled_depth_model(depth_net: nn.Module, example: torch.Tensor):
     """``torch.compile`` of the depth model (needs a C++ compiler for the CPU back-end)."""
-    compiled = torch.compile(_DepthOnly(depth_net).eval())
+    from sa4depth.apps.export import DepthExportModel
+
+    compiled = torch.compile(DepthExportModel(depth_net).eval())
 
     def run(x: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
@@ -427,35 +420,6 @@ def compiled_depth_model(depth_net: nn.Module, example: torch.Tensor):
 
     run(example)  # compile now, so a failure surfaces here
     return run
-
-
-def fast_depth_model(depth_net: nn.Module, example: torch.Tensor, backend: str = "onnxruntime") -> Callable:
-    """The fastest measured CPU inference path of a depth network: ``image (B,3,H,W) -> depth (B,1,H,W)``.
-
-    Measured at 192x640 on the 2-core CPU (benchmarks/README.md): ONNX Runtime 1.9-2.0x eager PyTorch,
-    eager ``inference_mode`` + channels-last 1.6x, frozen TorchScript 1.1-1.4x; outputs equal eager to
-    ~3e-7 relative. Falls back to eager ``inference_mode`` + channels-last if the back-end fails (e.g.
-    onnxruntime not installed). The back-ends hold frozen copies of the weights: rebuild after training.
-
-    Args:
-        depth_net: a `sa4depth.models.depth_net.DepthNet` (put in eval mode here).
-        example: an input ``(B, 3, H, W)`` to trace / export with; other batch sizes and resolutions
-            (multiples of 32) work afterwards.
-        backend: "onnxruntime", "torchscript" or "eager" (inference_mode + channels-last).
-    """
-    builders = {
-        "onnxruntime": onnxruntime_depth_model,
-        "torchscript": torchscript_depth_model,
-        "eager": lambda net, ex: eager_depth_model(net, channels_last=True, inference_mode=True),
-    }
-    if backend not in builders:
-        raise ValueError(f"backend must be one of {sorted(builders)}, got {backend!r}")
-    depth_net.eval()
-    try:
-        return builders[backend](depth_net, example)
-    except Exception as e:  # any back-end failure (missing package, unsupported op) leaves eager usable
-        logger.warning("%s depth model failed (%s: %s); using eager PyTorch", backend, type(e).__name__, e)
-        return eager_depth_model(depth_net, channels_last=True, inference_mode=True)
 
 
 def _time_fn(fn: Callable, x: torch.Tensor, repeats: int, warmup: int = 1) -> list[float]:
@@ -469,12 +433,17 @@ def _time_fn(fn: Callable, x: torch.Tensor, repeats: int, warmup: int = 1) -> li
     return times
 
 
-def _depth_net_from_state(state: dict, encoder: str) -> nn.Module:
-    from sa4depth.models.depth_net import DepthNet
+def saved_depth_net(cfg, path: Path, seed: int = 0) -> nn.Module:
+    """The depth net of a freshly initialised training system for ``cfg``, saved as a checkpoint at
+    ``path`` and read back with the inference loader (`sa4depth.inference.load_depth_net`)."""
+    from sa4depth.config import config_to_dict
+    from sa4depth.inference import load_depth_net
+    from sa4depth.train.system import DepthPoseSystem
 
-    net = DepthNet(encoder)
-    net.load_state_dict({k[len("depth_net.") :]: v for k, v in state.items() if k.startswith("depth_net.")})
-    return net.eval()
+    torch.manual_seed(seed)
+    system = DepthPoseSystem(cfg)
+    torch.save({"state_dict": system.state_dict(), "sa4depth_config": config_to_dict(cfg)}, path)
+    return load_depth_net(path).depth_net
 
 
 def bench_inference(
@@ -486,29 +455,23 @@ def bench_inference(
 ) -> dict:
     """Depth-net images/s: baseline- vs SA4Depth-"trained" checkpoints, and eager vs faster back-ends.
 
-    The two checkpoints are the ``state_dict`` of a freshly initialised baseline and SA4Depth
-    `DepthPoseModel` written to disk and read back (different random weights; the architecture is what
-    sets the speed). Each back-end's output is compared with eager PyTorch on the same input.
+    The two checkpoints are a freshly initialised baseline and SA4Depth training system written to disk
+    and read back by the inference loader (`saved_depth_net`; different random weights, the architecture
+    is what sets the speed). Each back-end's output is compared with eager PyTorch on the same input.
     """
-    from sa4depth.train.model import DepthPoseModel
-
     H, W = _parse_size(size)
-    nets, keys = {}, {}
+    nets = {}
     with tempfile.TemporaryDirectory() as tmp:
         for seed, variant in enumerate(("baseline", "sa4depth")):
-            torch.manual_seed(seed)
-            model = DepthPoseModel(_config(variant_overrides(variant, encoder)))
-            path = Path(tmp) / f"{variant}.pt"
-            torch.save(model.state_dict(), path)
-            state = torch.load(path, map_location="cpu")
-            nets[variant] = _depth_net_from_state(state, encoder)
-            keys[variant] = sorted(k for k in state if k.startswith("depth_net."))
+            cfg = _config(variant_overrides(variant, encoder))
+            nets[variant] = saved_depth_net(cfg, Path(tmp) / f"{variant}.ckpt", seed)
+    keys = {v: sorted(n.state_dict()) for v, n in nets.items()}
     result = {
         "benchmark": "inference",
         "size": size,
         "encoder": encoder,
-        "checkpoints": "random-init baseline and SA4Depth DepthPoseModel state_dicts (saved, reloaded); "
-        "the depth net is the whole inference model in both",
+        "checkpoints": "random-init baseline and SA4Depth training checkpoints (saved, read back by the "
+        "inference loader); the depth net is the whole inference model in both",
         "same_depth_net_keys": keys["baseline"] == keys["sa4depth"],
         "depth_net_parameters": {v: sum(p.numel() for p in n.parameters()) for v, n in nets.items()},
         "goal": "baseline/SA4Depth ratio 1.00 +- 0.03; best back-end >= 1.5x eager",
@@ -535,7 +498,7 @@ def bench_inference(
             reference = net.predict_depth(x)
         entry["backends"] = {}
         for name in backends:
-            fresh = _depth_net_from_state({f"depth_net.{k}": v for k, v in net.state_dict().items()}, encoder)
+            fresh = copy.deepcopy(net)  # channels-last and the exporters must not change the reference
             try:
                 start = time.perf_counter()
                 if name == "eager":
@@ -544,12 +507,10 @@ def bench_inference(
                     fn = eager_depth_model(fresh, inference_mode=True)
                 elif name == "eager_inference_mode_channels_last":
                     fn = eager_depth_model(fresh, channels_last=True, inference_mode=True)
-                elif name == "torchscript":
-                    fn = torchscript_depth_model(fresh, x)
+                elif name in ("torchscript", "onnxruntime"):
+                    fn = exported_depth_model(fresh, x, name)
                 elif name == "torch_compile":
                     fn = compiled_depth_model(fresh, x)
-                elif name == "onnxruntime":
-                    fn = onnxruntime_depth_model(fresh, x)
                 else:
                     raise ValueError(f"unknown backend {name!r}")
                 build_s = time.perf_counter() - start
@@ -613,7 +574,7 @@ def bench_memory(
             variants[name] = variant_overrides("sa4depth", encoder) + list(extra)
         for variant, overrides in variants.items():
             code = (
-                "import json, sys; from sa4depth.bench import _peak_rss_child; "
+                "import json, sys; from sa4depth.apps.bench import _peak_rss_child; "
                 f"print(json.dumps(_peak_rss_child({overrides!r}, {batch}, {H}, {W}, {steps})))"
             )
             proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)

@@ -11,7 +11,7 @@ import json
 import pytest
 import torch
 
-from sa4depth import bench
+from sa4depth.apps import bench
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -53,38 +53,54 @@ def test_sa4depth_training_step_overhead_is_bounded():
     assert 0.95 < ratio < 3.0, ratio
 
 
-def test_inference_speed_is_the_same_for_baseline_and_sa4depth_checkpoints():
-    from sa4depth.train.model import DepthPoseModel
-
-    nets = {}
-    for variant in ("baseline", "sa4depth"):
-        model = DepthPoseModel(bench._config(bench.variant_overrides(variant)))
-        nets[variant] = bench._depth_net_from_state(model.state_dict(), "resnet18")
-    keys = {v: sorted(n.state_dict()) for v, n in nets.items()}
-    assert keys["baseline"] == keys["sa4depth"]
-    x = bench._smooth_images(1, 64, 96)
-    t = _min_times({v: bench.eager_depth_model(n) for v, n in nets.items()}, x, repeats=5)
-    assert 0.67 < t["sa4depth"] / t["baseline"] < 1.5
+def test_component_timer_counts_module_calls_until_removed():
+    timer = bench.ComponentTimer()
+    layer = torch.nn.Linear(2, 2)
+    timer.wrap_module(layer, "linear")
+    layer(torch.zeros(1, 2))
+    layer(torch.zeros(1, 2))
+    assert timer.calls["linear"] == 2 and timer.totals["linear"] > 0
+    timer.remove()
+    layer(torch.zeros(1, 2))
+    assert timer.calls["linear"] == 2
 
 
-@pytest.mark.parametrize("backend", ["onnxruntime", "torchscript", "eager"])
-def test_fast_depth_model_matches_eager_and_is_not_slower(backend):
+def test_baseline_and_sa4depth_checkpoints_hold_the_same_depth_net(tmp_path):
+    nets = {
+        v: bench.saved_depth_net(bench._config(bench.variant_overrides(v)), tmp_path / f"{v}.ckpt", seed)
+        for seed, v in enumerate(("baseline", "sa4depth"))
+    }
+    shapes = {v: {k: t.shape for k, t in n.state_dict().items()} for v, n in nets.items()}
+    assert shapes["baseline"] == shapes["sa4depth"]
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "torchscript"])
+def test_exported_depth_model_matches_eager(backend):
     if backend == "onnxruntime" and importlib.util.find_spec("onnxruntime") is None:
         pytest.skip("onnxruntime not installed")
     from sa4depth.models.depth_net import DepthNet
 
     torch.manual_seed(0)
-    net = DepthNet("resnet18").eval()
+    net = DepthNet("resnet18_slim").eval()
     x = bench._smooth_images(2, 64, 96)
     eager = bench.eager_depth_model(net)
-    fast = bench.fast_depth_model(net, x, backend)
-    ref = eager(x)
-    assert torch.allclose(fast(x), ref, rtol=1e-4, atol=1e-5)
+    exported = bench.exported_depth_model(net, x, backend)
+    assert torch.allclose(exported(x), eager(x), rtol=1e-4, atol=1e-5)
     # Other batch sizes and resolutions after building at one.
     y = bench._smooth_images(1, 96, 128)
-    assert torch.allclose(fast(y), eager(y), rtol=1e-4, atol=1e-5)
-    t = _min_times({"eager": eager, "fast": fast}, x, repeats=5)
-    assert t["fast"] < 1.5 * t["eager"], t
+    assert torch.allclose(exported(y), eager(y), rtol=1e-4, atol=1e-5)
+
+
+def test_a_failing_back_end_raises_instead_of_running_eager(monkeypatch):
+    from sa4depth.apps import export
+    from sa4depth.models.depth_net import DepthNet
+
+    def broken(*args):
+        raise RuntimeError("exporter broke")
+
+    monkeypatch.setattr(export, "torchscript_bytes", broken)
+    with pytest.raises(RuntimeError, match="exporter broke"):
+        bench.exported_depth_model(DepthNet("resnet18_slim"), bench._smooth_images(1, 64, 96), "torchscript")
 
 
 def test_run_writes_json_with_command_and_machine_state(tmp_path):

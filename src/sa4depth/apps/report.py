@@ -215,7 +215,7 @@ def _section(title: str, body: str) -> str:
 
 
 def _metrics_section(results: dict[str, dict], notes: list[str]) -> str:
-    from sa4depth.demo import flat_summary
+    from sa4depth.apps.demo import flat_summary
 
     if not results:
         body = _note(
@@ -254,7 +254,7 @@ def _attempt(label: str, make: Callable[[], str], notes: list[str]) -> str:
 
 def _curves_part(runs: dict[str, Path], notes: list[str]) -> str:
     """Every run's TensorBoard curves overlaid, one panel per metric; constant series only named."""
-    from sa4depth import visualize
+    from sa4depth.apps import visualize
 
     logged = {name: d for name, d in runs.items() if visualize.event_dirs(d)}
     if not logged:
@@ -279,7 +279,7 @@ def _curves_part(runs: dict[str, Path], notes: list[str]) -> str:
 
 
 def _plots_section(runs: dict[str, Path], results: dict[str, dict], samples: int) -> str:
-    from sa4depth import visualize
+    from sa4depth.apps import visualize
 
     notes: list[str] = []
     parts = [_curves_part(runs, notes)]
@@ -302,8 +302,8 @@ def _checkpoint_figures(
     checkpoints: dict[str, Path], samples: int, notes: list[str], multi: bool
 ) -> list[str]:
     """Depth on test frames (all runs' models side by side, per dataset) and each run's trajectory."""
+    from sa4depth.apps.visualize import plot_trajectories, sequence_trajectory
     from sa4depth.train.run import load_checkpoint
-    from sa4depth.visualize import plot_trajectories, sequence_trajectory
 
     loaded = {}
     for name, checkpoint in checkpoints.items():
@@ -320,8 +320,8 @@ def _checkpoint_figures(
     with tempfile.TemporaryDirectory() as tmp:
 
         def depth_samples(names: list[str]) -> str:
+            from sa4depth.apps.demo import depth_figure
             from sa4depth.data.datamodule import build_dataset
-            from sa4depth.demo import depth_figure
 
             cfg = loaded[names[0]][1]
             dataset = build_dataset(cfg.data, cfg.data.test_split, train=False)
