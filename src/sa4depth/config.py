@@ -14,6 +14,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from sa4depth.errors import InputError
+from sa4depth.refine.lm import LMConfig
 
 
 @dataclass
@@ -58,32 +59,27 @@ class LossConfig:
 
 
 @dataclass
-class RefineConfig:
-    """SA4Depth's LM pose refinement; the fields shared with `sa4depth.refine.LMConfig` mean the same there.
+class RefineConfig(LMConfig):
+    """SA4Depth's LM pose refinement: every `sa4depth.refine.LMConfig` field, plus how training uses the LM.
 
-    ``warmup_steps``: optimizer steps trained without refinement first (the LM needs a usable depth;
-    see docs/design.md). ``checkpoint_lm``: recompute each LM step in the backward pass (less memory).
-    ``grad_through_lm=false`` leaves learned features untrained (their only signal passes the LM).
+    The LM's own settings (``refine.levels``, ``refine.iterations``, ``refine.damping``, ...,
+    ``refine.checkpoint_lm``) are inherited from `LMConfig`, so their meaning and defaults are defined
+    once, there. ``warmup_steps``: optimizer steps trained without refinement first (the LM needs a
+    usable depth; see docs/design.md). ``grad_through_lm=false`` leaves learned features untrained
+    (their only signal passes the LM).
     """
 
     enabled: bool = False
     features: str = "learned"
     share_encoder: bool = False
-    levels: int = 3
-    iterations: int = 5
-    robust: str = "cauchy"
-    robust_scale: float = 0.1
-    depth_pool: str = "inverse_area"
-    damping: float = 1e-2
-    learned_damping: bool = False
-    use_confidence: bool = True
-    min_valid: int = 10
-    detach_between_levels: bool = False
     grad_through_lm: bool = True
     pose_photometric_weight: float = 1.0
     pose_consistency_weight: float = 0.0
     warmup_steps: int = 0
-    checkpoint_lm: bool = False
+
+    def __post_init__(self):
+        """Skip `LMConfig`'s checks: OmegaConf builds this object before `validate_config` runs, which
+        reports a bad value as an InputError naming its key (a ValueError here would be a traceback)."""
 
 
 @dataclass
@@ -360,6 +356,24 @@ def validate_config(cfg: Config, source: str = "config", overrides: list[str] | 
     positive("refine.robust_scale", r.robust_scale)
     one_of("refine.depth_pool", r.depth_pool, DEPTH_POOLS)
     weight("refine.damping", r.damping)
+    need("refine.damping_log_min", math.isfinite(r.damping_log_min), "must be finite")
+    need(
+        "refine.damping_log_max",
+        math.isfinite(r.damping_log_max) and r.damping_log_max > r.damping_log_min,
+        "must be finite and > refine.damping_log_min",
+        "refine.damping_log_min",
+    )
+    need(
+        "refine.damping",
+        not r.learned_damping
+        or (r.damping > 0 and r.damping_log_min < math.log10(r.damping) < r.damping_log_max),
+        "must lie strictly between 10^refine.damping_log_min and 10^refine.damping_log_max "
+        "with refine.learned_damping=true",
+        "refine.learned_damping",
+        "refine.damping_log_min",
+        "refine.damping_log_max",
+    )
+    positive("refine.eps", r.eps)
     count("refine.min_valid", r.min_valid, 0)
     weight("refine.pose_photometric_weight", r.pose_photometric_weight)
     weight("refine.pose_consistency_weight", r.pose_consistency_weight)
