@@ -147,6 +147,11 @@ class LastCheckpoint(Checkpoint):
     Lightning runs it after `BestCheckpoint` (it moves checkpoint callbacks last, in their order): the
     file then carries the best score of the validation just done, and a resumed run compares against it.
 
+    Not Lightning's ``ModelCheckpoint(save_last=True, every_n_train_steps=n)`` (2.6): its step and epoch
+    triggers are mutually exclusive and with ``save_top_k=0`` it writes ``last.ckpt`` at no epoch end; a
+    step save on an epoch's last batch happens before that epoch's validation (an inexact resume point);
+    and it cannot stop at a step boundary on Ctrl-C.
+
     Args:
         path: the checkpoint file.
         every_n_steps: period in optimizer steps; 0 saves only at epoch ends and when training ends.
