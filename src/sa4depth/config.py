@@ -19,6 +19,8 @@ from sa4depth.refine.lm import LMConfig
 
 @dataclass
 class DataConfig:
+    """Which dataset (a `sa4depth.data.datamodule.DATASETS` name, a root), its splits, size and loading."""
+
     dataset: str = "folder"
     root: str = "data/synthetic_benchmark"
     height: int = 96
@@ -35,6 +37,8 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
+    """The depth and pose networks: encoders, ImageNet weights, and the depth range of the output."""
+
     encoder: str = "resnet18"
     pretrained: str | None = None
     # The pose net's encoder: "resnet18" (Monodepth2) or "small" (a 5-layer CNN, the CPU recipe's).
@@ -50,6 +54,8 @@ PIPELINES = ("monodepth2", "sc_depth")
 
 @dataclass
 class LossConfig:
+    """The self-supervised loss: its recipe (`PIPELINES`) and weights."""
+
     pipeline: str = "monodepth2"
     ssim_alpha: float = 0.85
     automask: bool = True
@@ -78,8 +84,11 @@ class RefineConfig(LMConfig):
     warmup_steps: int = 0
 
     def __post_init__(self):
-        """Skip `LMConfig`'s checks: OmegaConf builds this object before `validate_config` runs, which
-        reports a bad value as an InputError naming its key (a ValueError here would be a traceback)."""
+        """Skip `LMConfig`'s checks, which would raise a ValueError traceback.
+
+        OmegaConf builds this object before `validate_config` runs, which reports a bad value as an
+        InputError naming its key.
+        """
 
 
 @dataclass
@@ -101,6 +110,8 @@ class OptimConfig:
 
 @dataclass
 class TrainerConfig:
+    """The Lightning Trainer: step budget, validation, devices, precision, seeds and checkpoints."""
+
     max_steps: int = -1
     max_epochs: int = 20
     val_check_interval: Any = None  # fraction of an epoch (float) or a number of steps (int)
@@ -124,6 +135,8 @@ class TrainerConfig:
 
 @dataclass
 class Config:
+    """A whole run's config: one section per component, plus where the run writes and how it is scored."""
+
     output_dir: str = "runs/default"
     eval_protocol: str = "synthetic"
     data: DataConfig = field(default_factory=DataConfig)
@@ -168,10 +181,16 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 
 def config_to_dict(config: Config) -> dict:
+    """Plain nested dicts of ``config`` (what checkpoints and ``config.yaml`` store)."""
     return OmegaConf.to_container(OmegaConf.structured(config), resolve=True)
 
 
 def config_from_dict(values: dict) -> Config:
+    """A validated `Config` from `config_to_dict` output (missing keys take their defaults).
+
+    Raises:
+        InputError: blaming "checkpoint", for an unknown key or a bad value.
+    """
     cfg = OmegaConf.to_object(_merge(OmegaConf.structured(Config), OmegaConf.create(values), "checkpoint"))
     return validate_config(cfg, "checkpoint")
 

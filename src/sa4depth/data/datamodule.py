@@ -24,6 +24,7 @@ DATASETS: dict[str, DatasetBuilder] = {"folder": FolderDataset}
 
 
 def register_dataset(name: str, builder: DatasetBuilder) -> None:
+    """Make ``data.dataset=name`` build datasets with ``builder`` (called as `build_dataset` does)."""
     DATASETS[name] = builder
 
 
@@ -125,8 +126,10 @@ class DepthDataModule(L.LightningDataModule):
         )
 
     def intrinsics(self) -> np.ndarray | None:
-        """The training camera: ``3 x 3`` K at the training resolution, from the first training sample
-        (None before `setup` or for an empty split). Checkpoints record it for `sa4depth predict`."""
+        """The training camera: ``(3, 3)`` K at the training resolution, from the first training sample.
+
+        None before `setup` or for an empty split. Checkpoints record it for `sa4depth predict`.
+        """
         if self.train_set is None or len(self.train_set) == 0:
             return None
         return self.train_set[0]["K"].double().numpy()

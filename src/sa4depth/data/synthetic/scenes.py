@@ -166,8 +166,11 @@ def _colour(rng: np.random.Generator, low: float, high: float) -> tuple[float, f
 
 
 def _driving_scene(rng: np.random.Generator, street, z_last: float) -> _Scene:
-    """A straight street along +z: road with markings, kerbs and sidewalks, parked cars, poles, trees,
-    hedges, building rows at varying setbacks, a second row behind, and a cross street closing the view."""
+    """A straight street along +z, up to ``z_last`` metres.
+
+    Road with markings, kerbs and sidewalks, parked cars, poles, trees, hedges, building rows at varying
+    setbacks, a second row behind, and a cross street closing the view.
+    """
     s = _SceneBuilder(rng)
     road, parking, lane_w, lanes = street["road_half"], street["parking"], street["lane_w"], street["lanes"]
     kerb = rng.uniform(0.1, 0.18)
@@ -317,8 +320,11 @@ def _driving_scene(rng: np.random.Generator, street, z_last: float) -> _Scene:
 
 
 def _indoor_scene(rng: np.random.Generator, room) -> _Scene:
-    """A closed room: floor, ceiling and walls with pictures, a door, windows, baseboards and furniture
-    (cabinets, bookshelves, sofas, desks, plants) along the walls, and a table on a rug in the middle."""
+    """A closed room with furniture.
+
+    Floor, ceiling and walls with pictures, a door, windows, baseboards and furniture (cabinets,
+    bookshelves, sofas, desks, plants) along the walls, and a table on a rug in the middle.
+    """
     s = _SceneBuilder(rng)
     half_w, half_d, height = room["half_w"], room["half_d"], room["height"]
     floor = ["wood_floor", "tiles", "carpet"][rng.integers(3)]

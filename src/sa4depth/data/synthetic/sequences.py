@@ -128,7 +128,8 @@ def render_sequence(
     Args:
         scene: "driving" or "indoor".
         frames: number of frames (>= 3).
-        height, width: image size in pixels.
+        height: image height in pixels.
+        width: image width in pixels.
         seed: scene layout, camera path and noise all follow from it.
         speed: factor on the scene's base speed (`BASE_SPEED`: 0.25 m/frame driving, 0.06 indoor).
         camera_height: metres above the ground; None = middle of `CAMERA_HEIGHT_RANGE`.

@@ -200,8 +200,10 @@ def render_dataset(
     Args:
         out: dataset root to create (must not exist or be empty, unless ``overwrite``).
         scene: "driving" or "indoor".
-        sequences, frames: how many sequences, and frames per sequence (>= 3).
-        height, width: image size.
+        sequences: how many sequences.
+        frames: frames per sequence (>= 3).
+        height: image height in pixels.
+        width: image width in pixels.
         seed: master seed; the same arguments give byte-identical files.
         split: ``(train, val, test)`` fractions of the sequences (rounded; every split with a positive
             fraction gets at least one sequence when there are enough), or counts (ints summing to
