@@ -14,10 +14,13 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from sa4depth.errors import InputError
+from sa4depth.refine.lm import LMConfig
 
 
 @dataclass
 class DataConfig:
+    """Which dataset (a `sa4depth.data.datamodule.DATASETS` name, a root), its splits, size and loading."""
+
     dataset: str = "folder"
     root: str = "data/synthetic_benchmark"
     height: int = 96
@@ -34,6 +37,8 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
+    """The depth and pose networks: encoders, ImageNet weights, and the depth range of the output."""
+
     encoder: str = "resnet18"
     pretrained: str | None = None
     # The pose net's encoder: "resnet18" (Monodepth2) or "small" (a 5-layer CNN, the CPU recipe's).
@@ -49,6 +54,8 @@ PIPELINES = ("monodepth2", "sc_depth")
 
 @dataclass
 class LossConfig:
+    """The self-supervised loss: its recipe (`PIPELINES`) and weights."""
+
     pipeline: str = "monodepth2"
     ssim_alpha: float = 0.85
     automask: bool = True
@@ -58,32 +65,30 @@ class LossConfig:
 
 
 @dataclass
-class RefineConfig:
-    """SA4Depth's LM pose refinement; the fields shared with `sa4depth.refine.LMConfig` mean the same there.
+class RefineConfig(LMConfig):
+    """SA4Depth's LM pose refinement: every `sa4depth.refine.LMConfig` field, plus how training uses the LM.
 
-    ``warmup_steps``: optimizer steps trained without refinement first (the LM needs a usable depth;
-    see docs/design.md). ``checkpoint_lm``: recompute each LM step in the backward pass (less memory).
-    ``grad_through_lm=false`` leaves learned features untrained (their only signal passes the LM).
+    The LM's own settings (``refine.levels``, ``refine.iterations``, ``refine.damping``, ...,
+    ``refine.checkpoint_lm``) are inherited from `LMConfig`, so their meaning and defaults are defined
+    once, there. ``warmup_steps``: optimizer steps trained without refinement first (the LM needs a
+    usable depth; see docs/design.md). ``grad_through_lm=false`` leaves learned features untrained
+    (their only signal passes the LM).
     """
 
     enabled: bool = False
     features: str = "learned"
     share_encoder: bool = False
-    levels: int = 3
-    iterations: int = 5
-    robust: str = "cauchy"
-    robust_scale: float = 0.1
-    depth_pool: str = "inverse_area"
-    damping: float = 1e-2
-    learned_damping: bool = False
-    use_confidence: bool = True
-    min_valid: int = 10
-    detach_between_levels: bool = False
     grad_through_lm: bool = True
     pose_photometric_weight: float = 1.0
     pose_consistency_weight: float = 0.0
     warmup_steps: int = 0
-    checkpoint_lm: bool = False
+
+    def __post_init__(self):
+        """Skip `LMConfig`'s checks, which would raise a ValueError traceback.
+
+        OmegaConf builds this object before `validate_config` runs, which reports a bad value as an
+        InputError naming its key.
+        """
 
 
 @dataclass
@@ -105,6 +110,8 @@ class OptimConfig:
 
 @dataclass
 class TrainerConfig:
+    """The Lightning Trainer: step budget, validation, devices, precision, seeds and checkpoints."""
+
     max_steps: int = -1
     max_epochs: int = 20
     val_check_interval: Any = None  # fraction of an epoch (float) or a number of steps (int)
@@ -128,6 +135,8 @@ class TrainerConfig:
 
 @dataclass
 class Config:
+    """A whole run's config: one section per component, plus where the run writes and how it is scored."""
+
     output_dir: str = "runs/default"
     eval_protocol: str = "synthetic"
     data: DataConfig = field(default_factory=DataConfig)
@@ -172,10 +181,16 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 
 def config_to_dict(config: Config) -> dict:
+    """Plain nested dicts of ``config`` (what checkpoints and ``config.yaml`` store)."""
     return OmegaConf.to_container(OmegaConf.structured(config), resolve=True)
 
 
 def config_from_dict(values: dict) -> Config:
+    """A validated `Config` from `config_to_dict` output (missing keys take their defaults).
+
+    Raises:
+        InputError: blaming "checkpoint", for an unknown key or a bad value.
+    """
     cfg = OmegaConf.to_object(_merge(OmegaConf.structured(Config), OmegaConf.create(values), "checkpoint"))
     return validate_config(cfg, "checkpoint")
 
@@ -360,6 +375,24 @@ def validate_config(cfg: Config, source: str = "config", overrides: list[str] | 
     positive("refine.robust_scale", r.robust_scale)
     one_of("refine.depth_pool", r.depth_pool, DEPTH_POOLS)
     weight("refine.damping", r.damping)
+    need("refine.damping_log_min", math.isfinite(r.damping_log_min), "must be finite")
+    need(
+        "refine.damping_log_max",
+        math.isfinite(r.damping_log_max) and r.damping_log_max > r.damping_log_min,
+        "must be finite and > refine.damping_log_min",
+        "refine.damping_log_min",
+    )
+    need(
+        "refine.damping",
+        not r.learned_damping
+        or (r.damping > 0 and r.damping_log_min < math.log10(r.damping) < r.damping_log_max),
+        "must lie strictly between 10^refine.damping_log_min and 10^refine.damping_log_max "
+        "with refine.learned_damping=true",
+        "refine.learned_damping",
+        "refine.damping_log_min",
+        "refine.damping_log_max",
+    )
+    positive("refine.eps", r.eps)
     count("refine.min_valid", r.min_valid, 0)
     weight("refine.pose_photometric_weight", r.pose_photometric_weight)
     weight("refine.pose_consistency_weight", r.pose_consistency_weight)

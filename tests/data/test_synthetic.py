@@ -5,9 +5,11 @@ import hashlib
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from sa4depth.data import layout
 from sa4depth.data import synthetic as synth
+from sa4depth.data.synthetic import writer
 from sa4depth.errors import InputError
 from sa4depth.geometry import Camera, Pose, warp_frame
 
@@ -97,6 +99,17 @@ def test_speed_sets_translation_per_frame():
         assert steps.min() > 0.85 * speed * base and steps.max() < 1.15 * speed * base
 
 
+def test_a_changed_base_speed_reaches_the_renderer_and_the_meta(tmp_path, monkeypatch):
+    """benchmarks/recipe_study.py sets ``synthetic.BASE_SPEED["driving"]`` and renders: both must see it."""
+    monkeypatch.setitem(synth.BASE_SPEED, "driving", 0.3)
+    args = dict(sequences=1, frames=6, height=16, width=48, split=(1, 0, 0), speed_range=(1, 1))
+    out = synth.render_dataset(tmp_path / "slow", "driving", progress=False, **args)
+    meta = yaml.safe_load((out / "meta.yaml").read_text())
+    assert meta["base_speed_m_per_frame"] == 0.3
+    T = layout.read_poses(layout.sequence_dir(out, "driving_000") / "poses.txt")
+    assert np.linalg.norm(np.diff(T[:, :3, 3], axis=0), axis=-1).mean() == pytest.approx(0.3, rel=0.02)
+
+
 def _tree_hashes(root):
     return {
         str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
@@ -118,7 +131,6 @@ def test_dataset_layout_round_trips(tmp_path):
         speed_range=(0.5, 2.0),
         progress=False,
     )
-    import yaml
 
     meta = yaml.safe_load((out / "meta.yaml").read_text())
     assert meta["scene"] == "driving" and meta["seed"] == 3 and len(meta["sequences"]) == 3
@@ -183,21 +195,21 @@ def test_dataset_refuses_to_overwrite_and_cleans_up_on_failure(tmp_path, monkeyp
         yield 0, np.zeros((16, 32, 3), np.uint8), np.zeros((16, 32), np.float32), np.eye(4)
         raise RuntimeError("renderer died")
 
-    monkeypatch.setattr(synth, "iter_frames", broken)
+    monkeypatch.setattr(writer, "iter_frames", broken)
     with pytest.raises(RuntimeError, match="renderer died"):
         synth.render_dataset(tmp_path / "other", **args)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["synth"]
 
 
 def test_split_fractions_and_counts():
-    assert synth._split_counts(20, (0.8, 0.1, 0.1)) == (16, 2, 2)
-    assert synth._split_counts(4, (0.8, 0.1, 0.1)) == (2, 1, 1)  # small sets still get val and test
-    assert synth._split_counts(2, (0.8, 0.1, 0.1)) == (1, 1, 0)
-    assert synth._split_counts(1, (0.8, 0.1, 0.1)) == (1, 0, 0)
-    assert synth._split_counts(3, (0.0, 0.5, 0.5)) == (0, 2, 1)
-    assert synth._split_counts(5, (3, 1, 1)) == (3, 1, 1)
+    assert writer._split_counts(20, (0.8, 0.1, 0.1)) == (16, 2, 2)
+    assert writer._split_counts(4, (0.8, 0.1, 0.1)) == (2, 1, 1)  # small sets still get val and test
+    assert writer._split_counts(2, (0.8, 0.1, 0.1)) == (1, 1, 0)
+    assert writer._split_counts(1, (0.8, 0.1, 0.1)) == (1, 0, 0)
+    assert writer._split_counts(3, (0.0, 0.5, 0.5)) == (0, 2, 1)
+    assert writer._split_counts(5, (3, 1, 1)) == (3, 1, 1)
     with pytest.raises(ValueError, match="sum"):
-        synth._split_counts(5, (3, 1, 2))
+        writer._split_counts(5, (3, 1, 2))
 
 
 def test_benchmark_specs_hold_out_different_speeds():

@@ -107,7 +107,7 @@ def test_refinement_under_autocast_is_float32_and_matches_the_float32_solve(wall
     image_tgt, image_src, depth, camera, T_gt, T_init = wall
     feats_t, conf_t = image_pyramid_features(image_tgt, 3)
     feats_s, conf_s = image_pyramid_features(image_src, 3)
-    lm = LMRefiner(LMConfig(levels=3, iterations=5, checkpoint=checkpoint))
+    lm = LMRefiner(LMConfig(levels=3, iterations=5, checkpoint_lm=checkpoint))
     T_ref, info_ref = lm(feats_t, conf_t, feats_s, conf_s, depth, camera, T_init)
 
     half = lambda xs: [x.to(BF16).requires_grad_() for x in xs]  # noqa: E731

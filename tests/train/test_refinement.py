@@ -103,12 +103,15 @@ def test_batched_sources_equal_one_solve_per_source():
         torch.testing.assert_close(batched[j].data, single[0].data, rtol=0, atol=1e-12)
 
 
-def test_every_lm_option_of_the_config_reaches_the_lm():
-    """Each `LMConfig` field named in the ``refine`` section takes the config's value (none is ignored)."""
+def test_every_lm_setting_is_read_from_yaml_and_reaches_the_lm(tmp_path):
+    """Each `LMConfig` field, set in a YAML ``refine`` section, is what the training-time LM runs with."""
     import dataclasses
 
+    import yaml
+
+    from sa4depth.models.depth_net import DepthNet
     from sa4depth.refine import LMConfig
-    from sa4depth.train.refinement import lm_config
+    from sa4depth.train.refinement import PoseRefinement
 
     changed = {
         "levels": 2,
@@ -117,21 +120,43 @@ def test_every_lm_option_of_the_config_reaches_the_lm():
         "robust_scale": 0.3,
         "damping": 0.5,
         "learned_damping": True,
+        "damping_log_min": -4.0,
+        "damping_log_max": 2.0,
         "min_valid": 20,
         "detach_between_levels": True,
         "use_confidence": False,
         "depth_pool": "area",
+        "eps": 1e-5,
         "checkpoint_lm": True,
     }
-    overrides = [f"refine.{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in changed.items()]
-    cfg = load_config(None, overrides)
-    lm = dataclasses.asdict(lm_config(cfg.refine))
-    expected = {("checkpoint" if k == "checkpoint_lm" else k): v for k, v in changed.items()}
-    assert {k: lm[k] for k in expected} == expected
-    defaults = LMConfig()
-    untouched = {f.name for f in dataclasses.fields(LMConfig)} - set(expected)
-    assert untouched == {"damping_log_min", "damping_log_max", "eps"}
-    assert all(lm[k] == getattr(defaults, k) for k in untouched)
+    assert set(changed) == {f.name for f in dataclasses.fields(LMConfig)}  # a new field must be added here
+    defaults = dataclasses.asdict(LMConfig())
+    assert all(changed[k] != defaults[k] for k in changed)  # else a dropped value would go unnoticed
+    (tmp_path / "lm.yaml").write_text(yaml.safe_dump({"refine": {"enabled": True, **changed}}))
+    cfg = load_config(tmp_path / "lm.yaml")
+    refinement = PoseRefinement(cfg.refine, DepthNet())
+    assert dataclasses.asdict(refinement.lm.config) == changed
+    assert refinement.lm.damping.log_range == (-4.0, 2.0)  # the learned damping's bounds, not the defaults
+
+
+@pytest.mark.parametrize(
+    ("override", "key", "fragment"),
+    [
+        ("refine.eps=0", "refine.eps", "finite and > 0"),
+        ("refine.damping_log_max=-7", "refine.damping_log_max", "> refine.damping_log_min"),
+        ("refine.damping_log_min=inf", "refine.damping_log_min", "finite"),
+        ("refine.learned_damping=true", "refine.damping", "10^refine.damping_log_max"),
+        ("refine.levels=0", "refine.levels", ">= 1"),
+    ],
+)
+def test_bad_lm_settings_are_one_line_config_errors(override, key, fragment):
+    """An LM setting out of range is an `InputError` naming its key (not `LMConfig`'s ValueError)."""
+    from sa4depth.errors import InputError
+
+    overrides = [override, "refine.damping=0"] if "learned" in override else [override]
+    with pytest.raises(InputError, match=f"config key {key!r}: must") as e:
+        load_config(None, overrides)
+    assert fragment in str(e.value)
 
 
 def test_checkpointed_lm_gives_the_same_poses_and_gradients():

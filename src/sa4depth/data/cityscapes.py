@@ -65,8 +65,10 @@ class CityFrame(NamedTuple):
 
 
 def _first_dir(root: Path, name: str) -> Path:
-    """``root/name``, or ``root/name_trainvaltest/name`` (the zip's wrapper folder kept); the former if
-    neither exists."""
+    """``root/name``, or ``root/name_trainvaltest/name`` (the zip's wrapper folder kept).
+
+    The former if neither exists.
+    """
     for candidate in (root / name, root / f"{name}_trainvaltest" / name):
         if candidate.is_dir():
             return candidate
@@ -147,7 +149,7 @@ def cityscapes_gt_depth(disparity_png: str | os.PathLike, camera_json: str | os.
 
 
 def read_cityscapes_split(path: str | os.PathLike) -> list[tuple[str, str, int, int]]:
-    """Read a split file as ``(city, seq, frame, line)`` entries.
+    r"""Read a split file as ``(city, seq, frame, line)`` entries.
 
     Accepted lines (blank lines and ``#`` comments are skipped):
 
@@ -160,7 +162,7 @@ def read_cityscapes_split(path: str | os.PathLike) -> list[tuple[str, str, int, 
     Example:
         >>> import tempfile
         >>> p = Path(tempfile.mkdtemp()) / "split.txt"
-        >>> _ = p.write_text("aachen 000000 19\\nbonn bonn_000004_000019\\n")
+        >>> _ = p.write_text("aachen 000000 19\nbonn bonn_000004_000019\n")
         >>> read_cityscapes_split(p)
         [('aachen', '000000', 19, 1), ('bonn', '000004', 19, 2)]
     """
@@ -191,8 +193,11 @@ def read_cityscapes_split(path: str | os.PathLike) -> list[tuple[str, str, int, 
 
 
 def _find_split_file(root: Path, split: str) -> Path | None:
-    """A split given as a path (absolute, relative to the working directory or ``root``) or a name
-    ``root/splits/<name>.txt``; None if none of them is a file."""
+    """The file of a split given as a path or as a name; None if none of the candidates is a file.
+
+    The path may be absolute or relative to the working directory or ``root``; a name means
+    ``root/splits/<name>.txt``.
+    """
     for path in (Path(split), root / split, root / "splits" / f"{split}.txt"):
         if path.is_file():
             return path

@@ -10,8 +10,7 @@ from collections.abc import Callable
 
 import lightning as L
 import numpy as np
-import torch
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset, Subset, default_collate
 
 from sa4depth.config import DataConfig
 from sa4depth.data.folder import FolderDataset
@@ -25,6 +24,7 @@ DATASETS: dict[str, DatasetBuilder] = {"folder": FolderDataset}
 
 
 def register_dataset(name: str, builder: DatasetBuilder) -> None:
+    """Make ``data.dataset=name`` build datasets with ``builder`` (called as `build_dataset` does)."""
     DATASETS[name] = builder
 
 
@@ -76,18 +76,12 @@ def dataset_intrinsics(cfg: DataConfig) -> np.ndarray | None:
     return None
 
 
-def collate(samples: list[dict]) -> dict:
-    """Stack tensors and keep strings and ints as lists / tensors."""
-    batch = {}
-    for key in samples[0]:
-        values = [s[key] for s in samples]
-        if isinstance(values[0], torch.Tensor):
-            batch[key] = torch.stack(values)
-        elif isinstance(values[0], bool | int | float):
-            batch[key] = torch.tensor(values)
-        else:
-            batch[key] = values
-    return batch
+collate = default_collate
+"""Batch a list of samples: `torch.utils.data.default_collate`, kept under this name for callers.
+
+Samples hold only tensors, bools, ints and strings (``sequence``), which it turns into stacked
+``(B, ...)`` tensors, ``(B,)`` bool and int64 tensors and a list of ``B`` strings: all a batch needs.
+"""
 
 
 class DepthDataModule(L.LightningDataModule):
@@ -132,8 +126,10 @@ class DepthDataModule(L.LightningDataModule):
         )
 
     def intrinsics(self) -> np.ndarray | None:
-        """The training camera: ``3 x 3`` K at the training resolution, from the first training sample
-        (None before `setup` or for an empty split). Checkpoints record it for `sa4depth predict`."""
+        """The training camera: ``(3, 3)`` K at the training resolution, from the first training sample.
+
+        None before `setup` or for an empty split. Checkpoints record it for `sa4depth predict`.
+        """
         if self.train_set is None or len(self.train_set) == 0:
             return None
         return self.train_set[0]["K"].double().numpy()

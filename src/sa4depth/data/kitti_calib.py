@@ -24,7 +24,7 @@ IMU_TO_VELO = "calib_imu_to_velo.txt"
 
 
 def read_calib_file(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Read a KITTI calibration file of ``key: v1 v2 ...`` lines into float64 arrays.
+    r"""Read a KITTI calibration file of ``key: v1 v2 ...`` lines into float64 arrays.
 
     Keys whose value is not a list of numbers (``calib_time: 09-Jan-2012 13:57:47``) are skipped.
 
@@ -34,7 +34,7 @@ def read_calib_file(path: str | os.PathLike) -> dict[str, np.ndarray]:
     Example:
         >>> import tempfile
         >>> p = Path(tempfile.mkdtemp()) / "calib.txt"
-        >>> _ = p.write_text("calib_time: 09-Jan-2012 13:57:47\\nP0: 1 0 2 0 0 1 3 0 0 0 1 0\\n")
+        >>> _ = p.write_text("calib_time: 09-Jan-2012 13:57:47\nP0: 1 0 2 0 0 1 3 0 0 0 1 0\n")
         >>> read_calib_file(p)["P0"].reshape(3, 4)[:, 2].tolist()
         [2.0, 3.0, 1.0]
     """

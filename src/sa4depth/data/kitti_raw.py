@@ -73,8 +73,11 @@ class KittiFrame(NamedTuple):
 
 
 def resolve_split_file(root: str | os.PathLike, split: str | os.PathLike) -> Path:
-    """Find a split file given as a path (absolute, or relative to the working directory or ``root``)
-    or as a name ``root/splits/<name>.txt``."""
+    """Find a split file given as a path or as a name.
+
+    The path may be absolute or relative to the working directory or ``root``; a name means
+    ``root/splits/<name>.txt``.
+    """
     root, split = Path(root), Path(split)
     candidates = [split, root / split, root / "splits" / f"{split}.txt"]
     for path in candidates:
@@ -85,7 +88,7 @@ def resolve_split_file(root: str | os.PathLike, split: str | os.PathLike) -> Pat
 
 
 def read_kitti_split(path: str | os.PathLike) -> list[KittiFrame]:
-    """Read a KITTI raw split file.
+    r"""Read a KITTI raw split file.
 
     Accepted lines (blank lines and ``#`` comments are skipped):
 
@@ -99,7 +102,7 @@ def read_kitti_split(path: str | os.PathLike) -> list[KittiFrame]:
     Example:
         >>> import tempfile
         >>> p = Path(tempfile.mkdtemp()) / "split.txt"
-        >>> _ = p.write_text("2011_09_26/2011_09_26_drive_0002_sync 0000000069 l\\n")
+        >>> _ = p.write_text("2011_09_26/2011_09_26_drive_0002_sync 0000000069 l\n")
         >>> read_kitti_split(p)[0][:3]
         ('2011_09_26/2011_09_26_drive_0002_sync', 69, 'l')
     """
@@ -150,6 +153,7 @@ def list_frames(image_dir: Path) -> dict[int, Path]:
 
 
 def image_dir(root: Path, frame: KittiFrame) -> Path:
+    """The folder of ``frame``'s camera images: ``root/<date>/<drive>/image_0<cam>/data``."""
     return root / frame.drive / f"image_0{frame.cam}" / "data"
 
 
@@ -157,8 +161,10 @@ def image_dir(root: Path, frame: KittiFrame) -> Path:
 
 
 def load_velodyne_points(path: str | os.PathLike) -> np.ndarray:
-    """Read a KITTI ``velodyne_points/data/*.bin`` scan as ``(N, 4)`` float32: x forward, y left, z up
-    (metres), reflectance."""
+    """Read a KITTI ``velodyne_points/data/*.bin`` scan as ``(N, 4)`` float32.
+
+    Columns: x forward, y left, z up (metres), reflectance.
+    """
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "Velodyne scan not found")
@@ -367,8 +373,10 @@ def oxts_pose(packet: np.ndarray, scale: float) -> np.ndarray:
 
 
 def oxts_camera_poses(packets: list[np.ndarray], calib: RawCalib, cam: int) -> np.ndarray:
-    """``(N, 4, 4)`` ``T_world_cam`` of rectified camera ``cam`` from OXTS packets (world: Mercator
-    metres scaled at the first packet's latitude)."""
+    """``(N, 4, 4)`` ``T_world_cam`` of rectified camera ``cam`` from OXTS packets.
+
+    World frame: Mercator metres scaled at the first packet's latitude.
+    """
     scale = math.cos(math.radians(packets[0][0]))
     T_imu_cam = np.linalg.inv(calib.T_cam_imu(cam))
     return np.stack([oxts_pose(p, scale) @ T_imu_cam for p in packets])
@@ -395,10 +403,12 @@ def snippet_sample(
     Args:
         paths: target frame first, then the sources.
         K: ``(3, 3)`` intrinsics at the raw image size.
-        height, width: output resolution.
+        height: output height in pixels.
+        width: output width in pixels.
         T_world_cam: ``(N, 4, 4)`` camera-to-world poses of the frames, or None (unknown).
         depth: ground-truth z-depth of the target at any resolution (0 = unknown), or None.
-        sequence, frame: identification of the target.
+        sequence: name of the target's sequence.
+        frame: index of the target frame in its sequence.
         expected_size: raw ``(width, height)`` that ``K`` belongs to; a frame of another size raises.
         size_source: the file that states ``expected_size`` (for the error message).
     """

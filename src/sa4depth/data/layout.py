@@ -79,6 +79,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` as UTF-8 atomically (see `atomic_write_bytes`)."""
     atomic_write_bytes(path, text.encode())
 
 
@@ -107,8 +108,10 @@ def check_output_folder(path: str | os.PathLike) -> Path:
 
 
 def _check_writable_parent(path: Path, folder: Path) -> None:
-    """Raise `InputError` naming ``path`` unless the nearest existing folder at or above ``folder`` is a
-    writable folder (what creating ``folder`` and writing in it needs)."""
+    """Raise `InputError` naming ``path`` unless ``folder`` can be created and written in.
+
+    That needs the nearest existing folder at or above ``folder`` to be a writable folder.
+    """
     existing = folder
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
@@ -119,8 +122,10 @@ def _check_writable_parent(path: Path, folder: Path) -> None:
 
 
 def _is_abandoned(folder: Path) -> bool:
-    """True when no process holds `staging_folder`'s lock on ``folder`` (locks end with their process,
-    even on SIGKILL, so a folder without one was left by a run that died)."""
+    """True when no process holds `staging_folder`'s lock on ``folder``.
+
+    Locks end with their process, even on SIGKILL, so a folder without one was left by a run that died.
+    """
     try:
         fd = os.open(folder, os.O_RDONLY)
     except OSError:  # another user's folder, say: not ours to judge
@@ -349,6 +354,7 @@ def _content_line_numbers(path: Path) -> list[int]:
 
 
 def write_poses(path: str | os.PathLike, T_world_cam: np.ndarray) -> None:
+    """Write ``(N, 4, 4)`` ``T_world_cam`` as KITTI pose lines (top 3 x 4, row-major; see `read_poses`)."""
     lines = [" ".join(f"{v:.9e}" for v in T[:3].reshape(-1)) for T in T_world_cam]
     atomic_write_text(path, "\n".join(lines) + "\n")
 
@@ -371,6 +377,7 @@ def read_cam(path: str | os.PathLike) -> np.ndarray:
 
 
 def write_cam(path: str | os.PathLike, K: np.ndarray) -> None:
+    """Write a ``(3, 3)`` intrinsic matrix as three lines of numbers (read by `read_cam`)."""
     atomic_write_text(path, "\n".join(" ".join(f"{v:.9g}" for v in row) for row in K) + "\n")
 
 
@@ -395,6 +402,7 @@ def read_depth(path: str | os.PathLike) -> np.ndarray:
 
 
 def write_depth(path: str | os.PathLike, depth: np.ndarray) -> None:
+    """Write an ``(H, W)`` z-depth map in metres (0 = unknown) as compressed ``.npz`` (see `read_depth`)."""
     import io
 
     buf = io.BytesIO()
@@ -419,12 +427,15 @@ def read_split(path: str | os.PathLike) -> list[tuple[str, int]]:
 
 
 def write_split(path: str | os.PathLike, items: list[tuple[str, int]]) -> None:
+    """Write ``(sequence, frame index)`` items as ``<sequence> <index>`` lines (read by `read_split`)."""
     atomic_write_text(path, "".join(f"{name} {index}\n" for name, index in items))
 
 
 def sequence_dir(root: str | os.PathLike, name: str) -> Path:
+    """The folder of sequence ``name``: ``root/sequences/name``."""
     return Path(root) / "sequences" / name
 
 
 def frame_name(index: int) -> str:
+    """The file stem of frame ``index``: six digits, e.g. ``000042``."""
     return f"{index:06d}"

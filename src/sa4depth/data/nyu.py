@@ -168,7 +168,7 @@ class NYULabeledFile:
 
 
 def read_index_file(path: str | os.PathLike, count: int | None = None) -> list[int]:
-    """Read 1-based image indices (whitespace-separated integers; ``#`` starts a comment).
+    r"""Read 1-based image indices (whitespace-separated integers; ``#`` starts a comment).
 
     Raises:
         InputError: missing file, a non-integer, an index outside ``1..count``, a repeat, or no index.
@@ -176,7 +176,7 @@ def read_index_file(path: str | os.PathLike, count: int | None = None) -> list[i
     Example:
         >>> import tempfile
         >>> p = Path(tempfile.mkdtemp()) / "nyu_test.txt"
-        >>> _ = p.write_text("1 2\\n# comment\\n7\\n")
+        >>> _ = p.write_text("1 2\n# comment\n7\n")
         >>> read_index_file(p, count=10)
         [1, 2, 7]
     """
@@ -556,8 +556,11 @@ def build_nyu_dataset(
     train: bool = False,
     seed: int = 0,
 ) -> Dataset:
-    """The ``nyu`` dataset: `LABELED_SPLITS` names (``test``, ``val``, ...) from the labelled set
-    (`NYULabeledDataset`), anything else from the videos (`NYUVideoDataset`)."""
+    """The ``nyu`` dataset: the labelled set or the videos, by split name.
+
+    `LABELED_SPLITS` names (``test``, ``val``, ...) give `NYULabeledDataset`, anything else
+    `NYUVideoDataset`.
+    """
     cls = NYULabeledDataset if split in LABELED_SPLITS else NYUVideoDataset
     return cls(root, split, height, width, offsets=offsets, train=train, seed=seed)
 

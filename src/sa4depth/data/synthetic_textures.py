@@ -53,9 +53,11 @@ class MaterialLibrary:
 
         Args:
             mat: ``(N,)`` int material indices.
-            u, v: ``(N,)`` float32 texel coordinates at level 0 (column, row); texel ``i`` covers
-                ``[i, i + 1)``, and the texture repeats every 256 texels.
+            u: ``(N,)`` float32 texel column at level 0; texel ``i`` covers ``[i, i + 1)``, and the
+                texture repeats every 256 texels.
+            v: ``(N,)`` float32 texel row at level 0, as ``u``.
             lod: ``(N,)`` float32 mip level (0 = full resolution), clipped to the pyramid.
+            trilinear: blend the two nearest levels; False samples the nearest level bilinearly.
 
         Returns:
             ``(3, N)`` float32 albedo (channel planes: numpy is much faster on long rows than on
@@ -335,4 +337,5 @@ def material_library() -> MaterialLibrary:
 
 
 def picture_names() -> tuple[str, ...]:
+    """The names of the library's picture materials (``picture_*``), for frames hung on walls."""
     return tuple(n for n in material_library().names if n.startswith("picture_"))

@@ -24,7 +24,8 @@ def resize_with_camera(
     Args:
         image: ``H x W x C`` array (uint8 or float).
         K: intrinsics of ``image``.
-        height, width: output size.
+        height: output height in pixels.
+        width: output width in pixels.
         crop: ``(left, top, crop_width, crop_height)`` in input pixels, applied first.
     """
     cam = Camera.from_K(torch.as_tensor(K, dtype=torch.float64), image.shape[1], image.shape[0])

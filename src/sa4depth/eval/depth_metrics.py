@@ -167,10 +167,13 @@ class DepthMetricAccumulator:
         self._scales_by_sequence: dict[str, list[float]] = defaultdict(list)
 
     def update(self, pred, gt, *, sequence: str | None = None, disparity: bool = False) -> dict[str, float]:
-        """Add one image (shapes as in `compute_depth_metrics`); returns its metrics.
+        """Add one image; returns its metrics.
 
         Args:
+            pred: predicted depth (or disparity), shaped as in `compute_depth_metrics`.
+            gt: ground-truth depth, shaped as in `compute_depth_metrics`.
             sequence: optional sequence name under which the image's scale ratio is recorded.
+            disparity: ``pred`` is inverse depth (see `compute_depth_metrics`).
         """
         metrics = compute_depth_metrics(pred, gt, self.protocol, disparity=disparity)
         if metrics["n_valid"] == 0:
@@ -183,10 +186,13 @@ class DepthMetricAccumulator:
         return metrics
 
     def update_batch(self, pred, gt, *, sequences=None, disparity: bool = False) -> None:
-        """Add a batch: ``pred`` ``(B, 1, h, w)`` or ``(B, h, w)``; ``gt`` ``(B, 1, H, W)`` or ``(B, H, W)``.
+        """Add a batch of images, one `update` each.
 
         Args:
+            pred: ``(B, 1, h, w)`` or ``(B, h, w)`` predicted depth (or disparity).
+            gt: ``(B, 1, H, W)`` or ``(B, H, W)`` ground-truth depth.
             sequences: optional ``B`` sequence names (see `update`).
+            disparity: ``pred`` is inverse depth (see `compute_depth_metrics`).
         """
         pred, gt = to_numpy(pred), to_numpy(gt)
         if len(pred) != len(gt):

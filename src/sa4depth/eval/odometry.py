@@ -297,7 +297,8 @@ def kitti_odometry_metrics(
             ``N = M`` unless ``frames`` is given.
         alignment: see `align_trajectory`; say which one you report (monocular methods usually use
             "scale" or "7dof"; "none" only makes sense for metric poses).
-        lengths, step: see `kitti_segment_errors`.
+        lengths: segment lengths in metres (see `kitti_segment_errors`).
+        step: frames between segment starts (see `kitti_segment_errors`).
         frames: ``(N,)`` strictly increasing GT frame indices of the predictions (a KITTI file with a
             leading frame index); None = all M frames.
         angle: "ours" or "devkit" (see `rotation_angle`).
@@ -383,6 +384,8 @@ def snippet_error(gt_rel, pred_rel, *, error: str = "monodepth2", monodepth2_cha
     Args:
         gt_rel: ``(K, 4, 4)`` GT relative poses ``T_{i+1}_i`` of consecutive frames.
         pred_rel: ``(K, 4, 4)`` predicted ``T_{i+1}_i`` (the pose network's ``T_src_tgt``, tgt i, src i+1).
+        error: ``"monodepth2"`` or ``"rmse"``, as above.
+        monodepth2_chain: chain the poses as Monodepth2's ``dump_xyz`` does, as above.
 
     Example:
         >>> step = np.eye(4); step[2, 3] = -1.0
@@ -420,7 +423,8 @@ def snippet_ate(
         gt_rel: ``(M, 4, 4)`` GT relative poses ``T_{i+1}_i`` (``relative_poses(read_poses(...))``).
         pred_rel: ``(M, 4, 4)`` predicted ``T_{i+1}_i`` (the pose network's ``T_src_tgt``, tgt i, src i+1).
         snippet_length: frames per snippet (5 in Monodepth2).
-        error, monodepth2_chain: see `snippet_error`.
+        error: ``"monodepth2"`` or ``"rmse"`` (see `snippet_error`).
+        monodepth2_chain: chain the poses as Monodepth2 does (see `snippet_error`).
 
     Returns:
         dict with ``mean``, ``std``, ``count`` and ``per_snippet`` ``(M,)``.

@@ -75,6 +75,8 @@ def same_padding(size, kernel: int, stride: int):
 
     Args:
         size: the axis length, an int (eager) or the traced 0-dim tensor of ``x.shape[i]``.
+        kernel: the convolution's kernel size along the axis.
+        stride: the convolution's stride along the axis.
 
     Example:
         >>> same_padding(64, 3, 2), same_padding(65, 3, 2), same_padding(7, 5, 1)

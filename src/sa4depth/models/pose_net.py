@@ -65,8 +65,10 @@ POSE_ENCODERS = ("resnet18", "resnet34", "resnet50", "small")
 
 
 class SmallPoseEncoder(nn.Module):
-    """Five stride-2 conv + ReLU layers (16..256 channels) on two stacked images, in the spirit of
-    SfMLearner's pose CNN: about 1/15 of ResNet-18's compute, for CPU-sized budgets at low resolution.
+    """Five stride-2 conv + ReLU layers (16..256 channels) on two stacked images.
+
+    In the spirit of SfMLearner's pose CNN: about 1/15 of ResNet-18's compute, for CPU-sized budgets at
+    low resolution.
 
     Example:
         >>> [tuple(f.shape) for f in SmallPoseEncoder()(torch.rand(1, 6, 64, 192))][-1]

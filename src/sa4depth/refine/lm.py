@@ -46,7 +46,7 @@ class LMConfig:
         use_confidence: weight residuals by ``W_t(p) W_s(p')``; otherwise by 1 on valid points.
         depth_pool: how depth is brought to a level (see `downsample_depth`).
         eps: floor of the damping added to the Hessian diagonal.
-        checkpoint: keep only each step's inputs for the backward pass and recompute the rest there
+        checkpoint_lm: keep only each step's inputs for the backward pass and recompute the rest there
             (activation checkpointing): much less memory for about one more LM forward pass.
     """
 
@@ -63,7 +63,7 @@ class LMConfig:
     use_confidence: bool = True
     depth_pool: str = "inverse_area"
     eps: float = 1e-6
-    checkpoint: bool = False
+    checkpoint_lm: bool = False
 
     def __post_init__(self):
         if self.levels < 1 or self.iterations < 0:
@@ -164,7 +164,7 @@ class LMRefiner(nn.Module):
         n_valid = torch.zeros(B, dtype=torch.long, device=depth_tgt.device)
         costs, lambdas = [], []
         step = self.step
-        if c.checkpoint and torch.is_grad_enabled():
+        if c.checkpoint_lm and torch.is_grad_enabled():
             step = functools.partial(torch.utils.checkpoint.checkpoint, self.step, use_reentrant=False)
         for k in range(c.levels):
             i = first + k

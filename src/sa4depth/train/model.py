@@ -16,6 +16,7 @@ from sa4depth.train.objectives import Monodepth2Objective, Predictions, build_ob
 
 
 def batch_camera(batch: dict) -> Camera:
+    """The ``(B,)`` cameras of a batch: its ``(B, 3, 3)`` K at the size of its ``(B, N, 3, H, W)`` images."""
     H, W = batch["images"].shape[-2:]
     return Camera.from_K(batch["K"], W, H)
 
@@ -72,8 +73,10 @@ class DepthPoseModel(nn.Module):
         return self.pose_net(image_tgt, image_src)
 
     def predict_poses(self, images: torch.Tensor) -> list[Pose]:
-        """Pose-net estimates ``T_src_tgt`` for each source of ``(B, N, 3, H, W)`` images (target first,
-        then the sources in the order of ``data.offsets``); see `relative_pose`."""
+        """Pose-net estimates ``T_src_tgt`` for each source of ``(B, N, 3, H, W)`` images.
+
+        Target first, then the sources in the order of ``data.offsets``; see `relative_pose`.
+        """
         return [
             self.relative_pose(images[:, 0], images[:, j], offset)
             for j, offset in enumerate(self.cfg.data.offsets, start=1)
@@ -117,8 +120,10 @@ class DepthPoseModel(nn.Module):
     def _pose_net_signal(
         self, images, depth, camera, poses_net, poses_refined, logs, reference
     ) -> torch.Tensor:
-        """Keep the pose net learning when the loss sees refined poses: its own photometric term on the
-        detached depth and/or a pull towards the detached refined pose."""
+        """Keep the pose net learning when the loss sees refined poses.
+
+        Its own photometric term on the detached depth and/or a pull towards the detached refined pose.
+        """
         r = self.cfg.refine
         extra = images.new_zeros(())
         if r.pose_photometric_weight > 0:

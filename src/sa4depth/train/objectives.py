@@ -37,6 +37,7 @@ class Predictions:
 
 
 def upsample_to(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinearly resize ``(B, C, h, w)`` ``x`` to ``size = (H, W)``; unchanged if already that size."""
     return x if x.shape[-2:] == size else F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
 
@@ -92,8 +93,11 @@ class Monodepth2Objective:
 
 
 class SCDepthObjective:
-    """SC-Depth v1: photometric loss weighted by the self-discovered mask ``1 - D_diff``, the depth
-    geometry-consistency loss ``mean(D_diff)``, and smoothness, at full resolution (target -> each source)."""
+    """SC-Depth v1's losses, at full resolution (target -> each source).
+
+    Photometric loss weighted by the self-discovered mask ``1 - D_diff``, the depth
+    geometry-consistency loss ``mean(D_diff)``, and smoothness.
+    """
 
     needs_source_depth = True
 
@@ -131,6 +135,7 @@ OBJECTIVES = {"monodepth2": Monodepth2Objective, "sc_depth": SCDepthObjective}
 
 
 def build_objective(cfg: LossConfig):
+    """The loss of ``cfg.pipeline`` (an `OBJECTIVES` entry) built from ``cfg``; `InputError` if unknown."""
     if cfg.pipeline not in OBJECTIVES:
         raise InputError("config", f"loss.pipeline must be one of {sorted(OBJECTIVES)}, got {cfg.pipeline!r}")
     return OBJECTIVES[cfg.pipeline](cfg)

@@ -30,9 +30,8 @@ def pose_consistency(T_net: Pose, T_refined: Pose) -> torch.Tensor:
 
 
 def lm_config(cfg: RefineConfig) -> LMConfig:
-    """The LM settings of a ``refine`` config section: every `LMConfig` field it has, by name."""
-    shared = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(LMConfig) if hasattr(cfg, f.name)}
-    return LMConfig(**shared, checkpoint=cfg.checkpoint_lm)
+    """The LM settings of a ``refine`` config section (a `RefineConfig` is an `LMConfig` plus more)."""
+    return LMConfig(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(LMConfig)})
 
 
 class PoseRefinement(nn.Module):

@@ -139,13 +139,19 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 class LastCheckpoint(Checkpoint):
-    """Keeps ``last.ckpt`` current: every ``every_n_steps`` optimizer steps, at each epoch end, at the end,
-    and at the step boundary after a Ctrl-C (then training stops).
+    """Keeps ``last.ckpt`` current: every ``every_n_steps`` steps, at epoch ends, at the end and on Ctrl-C.
+
+    After a Ctrl-C it saves at the step boundary, then training stops.
 
     When a save falls on the last batch of an epoch it waits for the epoch end (after validation), so the
     file holds a finished epoch, the state from which resuming is exact. A `Checkpoint` subclass, so that
     Lightning runs it after `BestCheckpoint` (it moves checkpoint callbacks last, in their order): the
     file then carries the best score of the validation just done, and a resumed run compares against it.
+
+    Not Lightning's ``ModelCheckpoint(save_last=True, every_n_train_steps=n)`` (2.6): its step and epoch
+    triggers are mutually exclusive and with ``save_top_k=0`` it writes ``last.ckpt`` at no epoch end; a
+    step save on an epoch's last batch happens before that epoch's validation (an inexact resume point);
+    and it cannot stop at a step boundary on Ctrl-C.
 
     Args:
         path: the checkpoint file.
@@ -356,8 +362,11 @@ class StepProgress(ProgressBar):
 
 @contextlib.contextmanager
 def _quiet_third_party():
-    """Keep the screen to what the user needs: no deprecation notices of the libraries underneath, which
-    the user cannot act on, and no notice of a checkpoint folder that `prepare_run_folder` has vetted."""
+    """Keep the screen to what the user needs while training.
+
+    No deprecation notices of the libraries underneath, which the user cannot act on, and no notice of a
+    checkpoint folder that `prepare_run_folder` has vetted.
+    """
     with warnings.catch_warnings():
         libraries = r"(lightning|lightning_fabric|pytorch_lightning|torch|torchvision|tensorboard)(\.|$)"
         for category in (DeprecationWarning, FutureWarning):
@@ -379,6 +388,7 @@ class SaveConfig(Callback):
 
 
 def checkpoint_dir(cfg: Config) -> Path:
+    """Where a run keeps ``last.ckpt`` and ``best.ckpt``: ``<output_dir>/checkpoints``."""
     return Path(cfg.output_dir) / "checkpoints"
 
 
@@ -387,8 +397,10 @@ RUN_ENTRIES = ("checkpoints", "tensorboard", "config.yaml")
 
 
 def _started_by_user() -> bool:
-    """False in the processes Lightning (or torchrun, SLURM) starts for the other ranks of a multi-process
-    run: they re-run the command after rank 0 has begun writing, and must neither refuse nor delete."""
+    """False in the processes Lightning (or torchrun, SLURM) starts for the other ranks of a run.
+
+    They re-run the command after rank 0 has begun writing, and must neither refuse nor delete.
+    """
     ranks = ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "SLURM_PROCID")
     return all(os.environ.get(name, "0") == "0" for name in ranks)
 
@@ -452,10 +464,12 @@ def build_trainer(
     enable_progress_bar: bool = True,
     interrupts: Interrupts | None = None,
 ) -> L.Trainer:
-    """The Lightning Trainer for ``cfg``: checkpoints (last, and best by ``val/abs_rel`` if
-    ``trainer.save_best``), logger, strategy.
+    """The Lightning Trainer for ``cfg``: checkpoints, logger, strategy.
+
+    Checkpoints: ``last.ckpt``, and ``best.ckpt`` by ``val/abs_rel`` if ``trainer.save_best``.
 
     Args:
+        cfg: the full config.
         extra_callbacks: more Lightning callbacks; a `ProgressBar` among them replaces `StepProgress`.
         enable_progress_bar: show progress (`StepProgress` unless ``extra_callbacks`` bring a bar).
         interrupts: an installed `Interrupts` to stop at a step boundary on Ctrl-C; None to leave
@@ -565,8 +579,11 @@ def _interrupted_message(trainer: L.Trainer, last: Path) -> str:
 
 
 def build_system(cfg: Config, source: str | Path) -> DepthPoseSystem:
-    """`DepthPoseSystem` for ``cfg``; a value the networks reject (e.g. an unknown encoder) is an
-    `InputError` naming ``source`` (the config or checkpoint it came from)."""
+    """`DepthPoseSystem` for ``cfg``.
+
+    A value the networks reject (e.g. an unknown encoder) is an `InputError` naming ``source`` (the
+    config or checkpoint it came from).
+    """
     try:
         return DepthPoseSystem(cfg)
     except ValueError as e:
