@@ -49,17 +49,20 @@ class DepthCheckpoint:
     training_data: dict | None
 
 
-def read_entries(path: str | os.PathLike) -> dict:
+def read_entries(path: str | os.PathLike, mmap: bool = True) -> dict:
     """The top-level dict of a ``torch.save`` file; a missing or unreadable file raises `InputError`.
 
-    Only tensors and plain containers are unpickled (``weights_only``), so a crafted file cannot run code;
-    tensors are memory-mapped, so the entries not used are never read from disk.
+    Only tensors and plain containers are unpickled (``weights_only``), so a crafted file cannot run code.
+
+    Args:
+        path: the file.
+        mmap: map tensor storages instead of reading them, so the entries not used are never read.
     """
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "checkpoint not found")
     try:
-        entries = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        entries = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as e:  # torch raises many types for a damaged zip/pickle
         raise InputError(
             path, f"cannot read checkpoint ({e.__class__.__name__}); file corrupt or not a checkpoint"

@@ -37,6 +37,7 @@ from sa4depth.config import Config, config_from_dict, config_to_dict
 from sa4depth.data.datamodule import DepthDataModule
 from sa4depth.data.layout import atomic_write_text
 from sa4depth.errors import InputError
+from sa4depth.inference import read_entries
 from sa4depth.train.system import DepthPoseSystem
 
 logger = logging.getLogger(__name__)
@@ -599,16 +600,8 @@ def read_checkpoint(path: str | Path, mmap: bool = False) -> dict:
         path: the ``.ckpt`` file.
         mmap: map tensor storages instead of reading them (cheap when only the structure is needed).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "checkpoint not found")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
-    except Exception as e:  # torch raises many types for a damaged zip/pickle
-        raise InputError(
-            path, f"cannot read checkpoint ({e.__class__.__name__}); file corrupt or not a checkpoint"
-        ) from None
-    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("sa4depth_config"), dict):
+    ckpt = read_entries(path, mmap=mmap)
+    if not isinstance(ckpt.get("sa4depth_config"), dict):
         raise InputError(path, "not an sa4depth training checkpoint (no sa4depth_config)")
     if not isinstance(ckpt.get("state_dict"), dict):
         raise InputError(path, "not an sa4depth training checkpoint (no state_dict)")
