@@ -1,5 +1,8 @@
-"""Speed and memory benchmarks: training step (with a per-component split), inference back-ends,
-peak memory, data pipeline throughput and scaling with resolution and batch size.
+"""Benchmarks of training, inference, peak memory, data loading and scaling with resolution and batch size.
+
+The training step is timed with a per-component split, inference for eager PyTorch and the faster
+back-ends, memory as the peak of a training run, data loading as loader throughput, and scaling as the
+step time against resolution and batch size.
 
 Each benchmark returns a JSON-able dict that records the machine state (torch version, threads, load
 average, date); `main` / ``sa4depth bench <what>`` writes it to ``benchmarks/results/<what>.json``.
@@ -434,8 +437,19 @@ def _time_fn(fn: Callable, x: torch.Tensor, repeats: int, warmup: int = 1) -> li
 
 
 def saved_depth_net(cfg, path: Path, seed: int = 0) -> nn.Module:
-    """The depth net of a freshly initialised training system for ``cfg``, saved as a checkpoint at
-    ``path`` and read back with the inference loader (`sa4depth.inference.load_depth_net`)."""
+    """Save a freshly initialised training system as a checkpoint and read its depth net back.
+
+    The checkpoint goes through the inference loader (`sa4depth.inference.load_depth_net`), so the
+    benchmark times the network as ``sa4depth predict`` would load it.
+
+    Args:
+        cfg: the `sa4depth.config.Config` of the training system (variant, encoder, resolution).
+        path: the checkpoint file to write (overwritten).
+        seed: ``torch.manual_seed`` before initialising, so that the random weights are reproducible.
+
+    Returns:
+        The loaded depth network.
+    """
     from sa4depth.config import config_to_dict
     from sa4depth.inference import load_depth_net
     from sa4depth.train.system import DepthPoseSystem
@@ -930,6 +944,14 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
+    """Entry point of ``sa4depth bench``: parse the options, run the benchmark and write its JSON.
+
+    Args:
+        argv: command-line arguments without the program name (default: ``sys.argv[1:]``).
+
+    Returns:
+        The benchmark's result dict (see `run`).
+    """
     parser = build_parser()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     return run(parser.parse_args(argv))

@@ -680,6 +680,11 @@ def _run_bench(args) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """Build the ``sa4depth`` parser with one subcommand per application (demo, train, predict, ...).
+
+    Returns:
+        The parser; each subcommand's namespace carries the function to run as ``func``.
+    """
     parser = argparse.ArgumentParser(
         prog="sa4depth", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -705,6 +710,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``sa4depth`` command: parse ``argv`` and run the chosen subcommand.
+
+    Arguments the top-level parser does not know go unparsed to `sa4depth.apps.bench` for ``bench``; for
+    a command that takes config overrides they are appended to its overrides when every one is a
+    ``key=value``; anything else is a usage error. An `InputError` is printed as one ``error:`` line
+    instead of a traceback.
+
+    Args:
+        argv: command-line arguments without the program name (default: ``sys.argv[1:]``).
+
+    Returns:
+        The exit status: 0 on success (or when only the help was printed), 2 for an `InputError`, 130
+        when interrupted.
+    """
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if getattr(args, "func", None) is _run_bench:

@@ -102,8 +102,12 @@ def export_model(
         format: "torchscript", "onnx" (needs the ``onnx`` and ``onnxruntime`` packages) or "weights"
             (the depth network's state_dict and config; see `sa4depth.inference.WEIGHTS_KEY`).
         output: "depth" or "disparity" (see `DepthExportModel`); a weights file is always "depth".
-        rtol, atol: the agreement the check demands, elementwise ``|a - b| <= atol + rtol * |b|``
-            (a relative part because depth ``~ 1 / disparity`` magnifies float error on far pixels).
+        height: input height in pixels to trace and check at, a positive multiple of 32 (default: the
+            training height).
+        width: input width in pixels, a positive multiple of 32 (default: the training width).
+        rtol: relative tolerance of the check, elementwise ``|a - b| <= atol + rtol * |b|`` (a relative
+            part because depth ``~ 1 / disparity`` magnifies float error on far pixels).
+        atol: absolute tolerance of the same check, in the output's units (metres or disparity).
 
     Returns:
         dict with ``max_abs_diff``, ``max_rel_diff``, ``format``, ``output``, ``path``, ``height``,
@@ -431,12 +435,24 @@ def _compare(
     atol: float,
     hint: str,
 ):
-    """``(max abs diff, max rel diff, worst |diff| / (atol + rtol |ref|))`` of file vs PyTorch on ``x``.
+    """Run the exported file on ``x`` and measure how far its output is from the PyTorch model's.
 
     Args:
-        path: the file to run; ``name``: the path the errors name (the final one, not a temporary file).
-        x: ``(B, 3, H, W)`` check images.
+        model: the PyTorch reference (`DepthExportModel` in eval mode).
+        path: the exported file to run.
+        name: the path the errors name (the final one, not the temporary file).
+        format: the file's format, "torchscript", "onnx" or "weights" (see `load_exported`).
+        x: ``(B, 3, H, W)`` check images in [0, 1].
+        rtol: relative tolerance, used for the third number only.
+        atol: absolute tolerance, used for the third number only.
         hint: appended to the errors (the tracer's first warning).
+
+    Returns:
+        ``(max abs diff, max rel diff, worst |diff| / (atol + rtol |ref|))`` as floats; the check passes
+        when the third is at most 1.
+
+    Raises:
+        InputError: the file fails to run on ``x`` or outputs a different shape than PyTorch.
     """
     run, _ = load_exported(path, format)
     with torch.no_grad():

@@ -46,7 +46,9 @@ def evaluate_odometry(
         alignment: "7dof" (default), "6dof", "scale" or "none".
         refine: also run SA4Depth's LM refinement on each pose (the checkpoint must have been trained
             with ``refine.enabled``).
-        batch_size, device, num_workers: inference settings (device default: CUDA if available).
+        batch_size: image pairs per forward pass of the pose net.
+        device: torch device to run on (default: CUDA if available, else CPU).
+        num_workers: DataLoader worker processes (0: load in the main process).
         angle: rotation-angle formula, "ours" or "devkit" (see `sa4depth.eval.odometry.rotation_angle`).
 
     Returns:

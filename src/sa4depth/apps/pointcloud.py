@@ -98,6 +98,13 @@ def export_point_cloud(
     """Write the coloured point cloud of a depth map as PLY, atomically (see `depth_to_points`).
 
     Args:
+        image: ``(H, W, 3)`` uint8 colours.
+        depth: ``(H, W)`` z-depth (metres for a metric model); non-finite and non-positive depths are
+            dropped.
+        K: ``(3, 3)`` intrinsics at this resolution.
+        out_ply: the PLY file to write (replaced atomically if it exists).
+        max_depth: drop points farther than this, in the depth's units (e.g. sky); None keeps all.
+        stride: keep every ``stride``-th row and column.
         binary: binary little-endian PLY (compact) or ASCII (readable).
 
     Returns:

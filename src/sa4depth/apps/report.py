@@ -1,5 +1,7 @@
-"""One self-contained HTML page about a training run, or comparing the runs in a folder (a demo's output):
-metrics, depth images, plots, config and versions.
+"""One self-contained HTML page about a training run, or comparing the runs in a folder.
+
+The page shows metrics, depth images, plots, config and versions; a folder of several runs is, for
+example, a demo's output.
 
 Every image is inlined as a base64 data URI, so the single file can be mailed or archived as it is. Runs
 of one page share its sections: each result is listed once, the training curves of all runs are overlaid
@@ -83,6 +85,19 @@ def html_table(rows: Mapping[str, Mapping[str, object]], columns: list[str]) -> 
 
 
 def data_uri(data: bytes, mime: str = "image/png") -> str:
+    """Encode file contents as a base64 ``data:`` URI, for inlining an image into the page.
+
+    Args:
+        data: the file's bytes.
+        mime: its media type, e.g. "image/png" or "image/jpeg".
+
+    Returns:
+        The URI ``data:<mime>;base64,<data>``.
+
+    Example:
+        >>> data_uri(b"abc")
+        'data:image/png;base64,YWJj'
+    """
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
@@ -166,8 +181,18 @@ def _is_dataset(folder: Path) -> bool:
 
 
 def _files(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
-    """Files below ``folder`` with one of ``suffixes``, sorted; hidden folders, `SKIP_DIRS` and datasets
-    (a demo renders its world into its output folder: thousands of frames that are no result) left out."""
+    """List the files below ``folder`` whose names end in one of ``suffixes``, sorted.
+
+    Hidden files and folders, `SKIP_DIRS` and dataset roots are left out (a demo renders its world into
+    its output folder: thousands of frames that are no result).
+
+    Args:
+        folder: the folder to walk.
+        suffixes: lower-case name endings such as ``(".png", ".jpg")``; matched case-insensitively.
+
+    Returns:
+        The matching paths, sorted.
+    """
     found = []
     for parent, dirs, files in os.walk(folder):
         dirs[:] = [
@@ -180,6 +205,14 @@ def _files(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
 
 
 def find_checkpoint(run_dir: Path) -> Path | None:
+    """Find the checkpoint a report of ``run_dir`` should use: ``checkpoints/best.ckpt``, else ``last.ckpt``.
+
+    Args:
+        run_dir: a training run's output folder.
+
+    Returns:
+        The checkpoint's path, or None when the run has neither.
+    """
     for name in ("best.ckpt", "last.ckpt"):
         if (run_dir / "checkpoints" / name).is_file():
             return run_dir / "checkpoints" / name
@@ -187,8 +220,18 @@ def find_checkpoint(run_dir: Path) -> Path | None:
 
 
 def find_images(run_dir: Path, exclude: set[Path]) -> list[Path]:
-    """PNG/JPEG files of the run (depth maps, demo figures), outside the logger, checkpoint and dataset
-    folders (`_files`)."""
+    """List the run's PNG and JPEG images (depth maps, demo figures) for the report.
+
+    The logger, checkpoint and dataset folders are not searched (`_files`), and files larger than
+    `MAX_IMAGE_BYTES` are left out, as they would bloat the page.
+
+    Args:
+        run_dir: the run's output folder.
+        exclude: paths to leave out, e.g. the report being written.
+
+    Returns:
+        The image paths, sorted.
+    """
     images = _files(run_dir, (".png", ".jpg", ".jpeg"))
     return [p for p in images if p not in exclude and p.stat().st_size <= MAX_IMAGE_BYTES]
 

@@ -56,7 +56,8 @@ def plot_trajectories(
     """Top view of a predicted trajectory aligned to the ground truth (`sa4depth.eval.odometry`).
 
     Args:
-        gt, pred: ``(N, 4, 4)`` ``T_world_cam`` arrays or KITTI ``poses.txt`` paths.
+        gt: ground-truth ``(N, 4, 4)`` ``T_world_cam`` array or a KITTI ``poses.txt`` path.
+        pred: predicted ``(N, 4, 4)`` ``T_world_cam`` array or ``poses.txt`` path, the same ``N`` poses.
         out_png: output PNG.
         alignment: see `sa4depth.eval.odometry.align_trajectory` ("7dof" for monocular predictions).
         title: figure title (the alignment scale is appended).
@@ -87,6 +88,7 @@ def sequence_trajectory(model, cfg, sequence: str | None = None, max_frames: int
         cfg: the checkpoint's config (data root and training resolution).
         sequence: sequence name; default the first sequence of the test split that has poses.
         max_frames: use at most this many frames from the start.
+        batch_size: frame pairs per forward pass of the pose net.
 
     Returns:
         ``(name, gt (N, 4, 4), pred (N, 4, 4))``.
@@ -274,8 +276,18 @@ def constant_tags(runs: Mapping[str, Scalars]) -> dict[str, float]:
 
 
 def default_tags(runs: Mapping[str, Scalars], max_panels: int = 9) -> list[str]:
-    """The tags `plot_scalars` draws by default: each logged tag once, training loss and validation
-    metrics first, without `BOOKKEEPING_TAGS` and `constant_tags`, at most ``max_panels``."""
+    """Choose the tags `plot_scalars` draws by default.
+
+    Each logged tag once, training loss and validation metrics first, without `BOOKKEEPING_TAGS` and
+    `constant_tags`.
+
+    Args:
+        runs: run name -> its scalars (`load_scalars`).
+        max_panels: the most tags to return.
+
+    Returns:
+        The tags in drawing order.
+    """
     skip = BOOKKEEPING_TAGS | set(constant_tags(runs))
     tags = {t for scalars in runs.values() for t in scalars} - skip
     return sorted(tags, key=_tag_order)[:max_panels]
@@ -287,13 +299,16 @@ def plot_scalars(
     tags: Sequence[str] | None = None,
     max_panels: int = 9,
 ) -> bytes:
-    """One panel per scalar tag with every run's curve overlaid (one colour per run, a legend for two
-    or more runs).
+    """Plot one panel per scalar tag with every run's curve overlaid.
+
+    Each run has one colour in every panel, and two or more runs get a legend; a curve of 20 or more
+    points is drawn faint with a smoothed one on top.
 
     Args:
         runs: run name -> its scalars (`load_scalars`).
         out_png: where to write the PNG (atomically); None to only return it.
         tags: tags to draw; default `default_tags`.
+        max_panels: the most panels drawn when ``tags`` is None (ignored otherwise).
 
     Returns:
         The PNG bytes.
@@ -354,6 +369,7 @@ def plot_training_curves(
         out_png: where to write the PNG (atomically); None to only return it.
         tags: scalar tags to draw; default `default_tags` (the training loss and validation metrics first,
             bookkeeping and constant series left out, at most ``max_panels``).
+        max_panels: the most panels drawn when ``tags`` is None (ignored otherwise).
 
     Returns:
         The PNG bytes.

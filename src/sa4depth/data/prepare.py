@@ -147,8 +147,16 @@ def collect_sources(inputs: Sequence[str | os.PathLike]) -> list[_Source]:
 
 
 def center_crop_box(width: int, height: int, out_height: int, out_width: int) -> tuple[int, int, int, int]:
-    """The largest centred ``(left, top, crop_width, crop_height)`` box of a ``width x height`` image with the
-    aspect of ``out_width x out_height``.
+    """Find the largest centred crop of an image that has the aspect ratio of the output size.
+
+    Args:
+        width: image width in pixels.
+        height: image height in pixels.
+        out_height: output height in pixels (only the ratio to ``out_width`` matters).
+        out_width: output width in pixels.
+
+    Returns:
+        The box ``(left, top, crop_width, crop_height)`` in pixels.
 
     Example:
         >>> center_crop_box(1280, 720, 192, 640)  # 16:9 video to 10:3: rows are cut
@@ -193,8 +201,18 @@ def _video_fps(cap) -> float | None:
 
 
 def _iter_video(path: Path, keep) -> Iterator[tuple[int, np.ndarray | None]]:
-    """Yield ``(index, RGB frame or None when skipped)`` for every frame of a video; skipped frames are not
-    decoded."""
+    """Read a video frame by frame, decoding only the frames that are kept.
+
+    Args:
+        path: the video file.
+        keep: predicate on the frame index (see `_temporal_keep`); other frames are grabbed, not decoded.
+
+    Yields:
+        ``(index, frame)`` for every frame: an ``(H, W, 3)`` uint8 RGB array, or None when skipped.
+
+    Raises:
+        InputError: not even the first frame can be read.
+    """
     cap = open_video(path)
     try:
         index = 0
@@ -430,7 +448,8 @@ def prepare_dataset(
     Args:
         inputs: video files, folders of frames, or folders of videos.
         out: dataset root to create (must not exist or be empty, unless ``overwrite``).
-        height, width: output frame size (the training resolution, or larger).
+        height: output frame height in pixels (the training height, or larger).
+        width: output frame width in pixels (the training width, or larger).
         cam: a ``cam.txt`` (3x3 K) at the inputs' native resolution, for every input.
         focal: focal length in pixels at the inputs' native resolution (square pixels, principal point at
             the image centre).

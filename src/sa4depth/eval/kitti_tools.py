@@ -172,7 +172,8 @@ def evaluate_depth_full_resolution(
         root: KITTI raw root.
         split_file: the split the maps were exported from (same order).
         gt_depths: maps from `load_gt_depths`.
-        height, width: network input size.
+        height: network input height in pixels (the images are resized to it).
+        width: network input width in pixels.
         protocol: a `sa4depth.eval.protocols` name.
         batch_size: images per prediction call.
 
@@ -210,8 +211,15 @@ def evaluate_depth_full_resolution(
 
 
 def _depth_results(accumulator: DepthMetricAccumulator) -> dict:
-    """``protocol``, ``depth`` (`DepthMetricAccumulator.compute`), ``count`` and, when the images were
-    given sequences, ``scale_consistency``."""
+    """Collect the results dict of a filled depth-metric accumulator.
+
+    Args:
+        accumulator: the accumulator after every image was added with `DepthMetricAccumulator.update`.
+
+    Returns:
+        dict with ``protocol``, ``depth`` (`DepthMetricAccumulator.compute`), ``count`` and, when the
+        images were given sequences, ``scale_consistency``.
+    """
     results = {
         "protocol": accumulator.protocol.name,
         "depth": accumulator.compute(),
@@ -423,6 +431,9 @@ def predict_relative_poses(
         dataset: built with ``offsets=(1,)``.
         refine: refine each pose with ``model.refinement`` (SA4Depth's LM on learned features), using
             the depth network's prediction for the target frame.
+        batch_size: image pairs per forward pass.
+        device: torch device to run on (default: CUDA if available, else CPU).
+        num_workers: DataLoader worker processes (0: load in the main process).
 
     Returns:
         ``(len(dataset), 4, 4)`` float64.

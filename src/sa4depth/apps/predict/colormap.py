@@ -130,6 +130,7 @@ def legend_image(colored: np.ndarray, disp_range: tuple[float, float], units: st
         colored: ``H x W x 3`` output of `colorize_depth` with the same ``disp_range``.
         disp_range: inverse-depth range of the colouring.
         units: `NETWORK_UNITS` or a metric label such as "metric (scaled by camera height 1.65 m)".
+        cmap: matplotlib colour map of the bar; the one ``colored`` was made with.
 
     Returns:
         An RGB uint8 image (larger than ``colored``).

@@ -140,8 +140,18 @@ def _entry_name(entry: dict, out_dir: Path) -> PurePosixPath | None:
 
 
 def _on_disk(out_dir: Path, claim: PurePosixPath) -> bool:
-    """Whether ``claim`` is taken in ``out_dir``: it exists, or a folder on its way is a file or a link
-    (writing through a link could leave the output folder)."""
+    """Tell whether the output name ``claim`` is already taken on disk in ``out_dir``.
+
+    It is taken when it exists (or is a dangling link), or when a folder on its way is a file or a link:
+    writing through a link could leave the output folder.
+
+    Args:
+        out_dir: the output folder.
+        claim: an output path relative to ``out_dir`` (see `output_claims`).
+
+    Returns:
+        True when the name cannot be used.
+    """
     for parent in reversed(claim.parents[:-1]):
         p = out_dir / parent
         if p.is_symlink() or (p.exists() and not p.is_dir()):

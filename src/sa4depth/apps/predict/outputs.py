@@ -60,8 +60,11 @@ def save_depth_outputs(
     """Write ``<name>_depth.npy`` (float32) and the colour PNG ``<name>_depth.png`` atomically.
 
     Args:
+        out_dir: folder to write into (must exist).
+        name: output name relative to ``out_dir``, without the ``_depth`` suffix.
+        depth: ``(H, W)`` depth map, in the units the caller scaled it to.
         legend: the units (see `legend_image`); when given the PNG carries a colour bar and caption.
-        disp_range: colour range (see `colorize_depth`).
+        disp_range: colour range (see `colorize_depth`); default the 1-99 percentile range of ``depth``.
 
     Returns:
         The written paths, keys ``"npy"`` and ``"png"``.
@@ -133,7 +136,10 @@ def predict_paths(
         camera_height: camera height above the ground in metres: metric depth by a ground-plane fit
             (see the module docstring); needs intrinsics (checkpoint, ``fx`` or ``fov``).
         legend: add a colour bar with depth values to the PNGs.
-        fx, fov: intrinsics of the inputs (see `DepthPredictor.intrinsics`).
+        fx: focal length of the inputs in pixels at their own resolution (see
+            `DepthPredictor.intrinsics`); overrides the checkpoint's camera.
+        fov: horizontal field of view of the inputs in degrees, used instead of ``fx`` (give one of
+            them at most).
         progress: show a rich progress bar.
 
     Returns:
@@ -230,7 +236,18 @@ def _predict_images(predictor, chunk, places, entries, *, scale, camera_height, 
     """Predict a batch of images into the staging folder; append their manifest entries (final paths).
 
     Args:
+        predictor: the `DepthPredictor` of the checkpoint.
+        chunk: the image `InputItem`s of this batch.
         places: ``(staging folder, output folder)``.
+        entries: the run's manifest entries; one per image is appended.
+        scale: user depth factor, or None (see `predict_paths`).
+        camera_height: camera height in metres for ground-plane metric scaling, or None.
+        legend: give the PNGs a colour bar and units caption.
+        fx: focal length of the inputs in pixels, or None.
+        fov: horizontal field of view of the inputs in degrees, or None.
+
+    Returns:
+        The number of depth maps written (``len(chunk)``).
     """
     stage, out_dir = places
     originals = [read_image(it.path) for it in chunk]
@@ -266,8 +283,26 @@ def _predict_video(
 ) -> int:
     """Predict every frame of a video into the staging folder; append its manifest entry (final paths).
 
+    With ``camera_height`` one factor is fitted for the whole video, the median over up to
+    `VIDEO_SCALE_FRAMES` sampled frames, and the colour range is fixed by the first frame, so that
+    neither flickers.
+
     Args:
+        predictor: the `DepthPredictor` of the checkpoint.
+        item: the video's `InputItem`.
         places: ``(staging folder, output folder)``.
+        batch_size: frames per network call.
+        video_out: also write the side-by-side (input | depth) video.
+        entries: the run's manifest entries; the video's one is appended.
+        advance: called with the number of frames of each finished batch (the progress bar).
+        scale: user depth factor, or None (see `predict_paths`).
+        camera_height: camera height in metres for ground-plane metric scaling, or None.
+        legend: give the frame PNGs a colour bar and units caption.
+        fx: focal length of the frames in pixels, or None.
+        fov: horizontal field of view of the frames in degrees, or None.
+
+    Returns:
+        The number of frames decoded and written.
     """
     stage, out_dir = places
     count, fps = video_info(item.path)

@@ -154,8 +154,21 @@ class DepthPredictor:
     def height_scale(
         self, images, depths, camera_height: float, name, fx: float | None = None, fov: float | None = None
     ) -> tuple[float, float]:
-        """``(factor, h_net)`` making ``depths`` metric: ``camera_height / h_net``, ``h_net`` the median of
-        `fit_ground_height` over the images (each with its own intrinsics).
+        """Find the factor that makes ``depths`` metric from the camera's height above the ground.
+
+        ``h_net`` is the median of `fit_ground_height` over the images (each with its own intrinsics,
+        see `intrinsics`), and the factor is ``camera_height / h_net``.
+
+        Args:
+            images: ``(H, W, 3)`` uint8 images, one per depth map (they set the intrinsics' size).
+            depths: ``(H, W)`` depth maps in network units.
+            camera_height: the camera's height above the ground in metres.
+            name: the input the error names.
+            fx: focal length in pixels, or None.
+            fov: horizontal field of view in degrees, or None.
+
+        Returns:
+            ``(factor, h_net)``: the metres per network unit and the fitted height in network units.
 
         Raises:
             InputError: naming ``name``, when no image shows a ground plane.

@@ -48,15 +48,30 @@ class AtomicVideoWriter:
 
 
 def _chmod_like_new_file(path: Path) -> None:
-    """mkstemp creates 0600 files; give the output the permissions a plain ``open`` would (0666 - umask)."""
+    """Give ``path`` the permissions a plain ``open`` would, ``0666 & ~umask``.
+
+    ``tempfile.mkstemp`` creates its files 0600, which the renamed output would otherwise keep.
+
+    Args:
+        path: the file to change.
+    """
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(path, 0o666 & ~umask)
 
 
 def label_panel(image: np.ndarray, text: str) -> np.ndarray:
-    """A copy of an ``H x W x 3`` uint8 panel with ``text`` in its top-left corner (white on a dark
-    outline, readable on any content), sized to the panel's height.
+    """Write ``text`` into the top-left corner of a copy of an image panel.
+
+    The text is white on a dark outline, readable on any content, and its size follows the panel's
+    height.
+
+    Args:
+        image: ``(H, W, 3)`` uint8 panel (left unchanged).
+        text: the label.
+
+    Returns:
+        The labelled ``(H, W, 3)`` uint8 copy.
 
     Example:
         >>> panel = label_panel(np.zeros((64, 192, 3), np.uint8), "input")
