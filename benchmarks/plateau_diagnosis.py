@@ -1,7 +1,8 @@
 """Why does the baseline's held-out AbsRel flatten? Four measurements on one trained checkpoint.
 
 1. ``bins``: AbsRel (and signed relative error) of the median-scaled depth by ground-truth depth range,
-   with each range's share of pixels, on the held-out test streets.
+   with each range's share of pixels, on held-out streets (``--split``: val for choosing levers, test
+   only for describing a finished comparison).
 2. ``loss_at``: on training frames (no augmentation), the photometric min-reprojection error (SSIM + L1,
    the training loss without smoothness) with ground-truth depth and poses, with the network's depth
    and poses, with the network's depth (median-scaled) and ground-truth poses, and with a constant
@@ -14,7 +15,7 @@
    (a wider basin from coarse images would show as a higher share under blur).
 
     python benchmarks/plateau_diagnosis.py \
-        benchmarks/results/converged/monodepth2_seed0/checkpoints/last.ckpt --out benchmarks/results/plateau
+        benchmarks/results/converged/monodepth2_seed0/checkpoints/last.ckpt --split test
 """
 
 from __future__ import annotations
@@ -55,21 +56,27 @@ def median_scale(depth: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def depth_bins(model, cfg) -> list[dict]:
+def depth_bins(model, cfg, split: str) -> list[dict]:
     protocol = get_protocol(cfg.eval_protocol)
-    loader = DataLoader(build_dataset(cfg.data, "test", train=False), batch_size=16, collate_fn=collate)
-    sums = np.zeros((len(BINS) - 1, 3))  # |rel| sum, signed rel sum, count
+    loader = DataLoader(build_dataset(cfg.data, split, train=False), batch_size=16, collate_fn=collate)
+    sums = np.zeros((len(BINS) - 1, 4))  # |rel| sum, signed rel sum, count, count at the depth floor
     for batch in loader:
         gt = batch["depth"][:, 0]
         pred = model.depth_net.predict_depth(batch["images"][:, 0])[:, 0]
         valid = (gt > protocol.min_depth) & (gt < protocol.max_depth)
         for i in range(len(gt)):
             g, p = gt[i][valid[i]], pred[i][valid[i]]
+            at_floor = p < 1.2 * model.cfg.model.min_depth  # the network cannot predict nearer
             p = (p * g.median() / p.median()).clamp(protocol.min_depth, protocol.max_depth)
             rel = (p - g) / g
             for k in range(len(BINS) - 1):
                 sel = (g >= BINS[k]) & (g < BINS[k + 1])
-                sums[k] += [rel[sel].abs().sum().item(), rel[sel].sum().item(), sel.sum().item()]
+                sums[k] += [
+                    rel[sel].abs().sum().item(),
+                    rel[sel].sum().item(),
+                    sel.sum().item(),
+                    (sel & at_floor).sum().item(),
+                ]
     total = sums[:, 2].sum()
     return [
         {
@@ -77,6 +84,7 @@ def depth_bins(model, cfg) -> list[dict]:
             "share": sums[k, 2] / total,
             "abs_rel": sums[k, 0] / max(sums[k, 2], 1),
             "signed_rel": sums[k, 1] / max(sums[k, 2], 1),
+            "share_at_depth_floor": sums[k, 3] / max(sums[k, 2], 1),
         }
         for k in range(len(BINS) - 1)
     ]
@@ -146,11 +154,20 @@ def losses_and_gradients(model, cfg, batches: int) -> dict:
 
 
 def markdown(result: dict) -> str:
-    lines = [f"Command: {result['command']}", "", "| GT depth (m) | share of pixels | AbsRel | signed rel |"]
-    lines.append("|---|---|---|---|")
+    lines = [
+        f"Command: {result['command']}",
+        "",
+        f"Split {result['split']}; 'at floor': predicted within 20 % of model.min_depth (network units).",
+        "",
+        "| GT depth (m) | share of pixels | AbsRel | signed rel | at floor |",
+        "|---|---|---|---|---|",
+    ]
     for b in result["bins"]:
         lo, hi = b["depth_m"]
-        lines.append(f"| {lo:g}-{hi:g} | {b['share']:.3f} | {b['abs_rel']:.3f} | {b['signed_rel']:+.3f} |")
+        lines.append(
+            f"| {lo:g}-{hi:g} | {b['share']:.3f} | {b['abs_rel']:.3f} | {b['signed_rel']:+.3f} "
+            f"| {b['share_at_depth_floor']:.2f} |"
+        )
     lines += ["", "| photometric error on training frames | value |", "|---|---|"]
     lines += [f"| {k} | {v:.4f} |" for k, v in result["loss_at"].items()]
     lines += ["", "| fraction of the way from the net's disparity to GT (GT poses) | error |", "|---|---|"]
@@ -165,19 +182,22 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("checkpoint", help="a trained baseline (or SA4Depth) checkpoint")
+    parser.add_argument("--split", default="val", help="held-out split for 1 (default: val)")
     parser.add_argument("--batches", type=int, default=6, help="training batches of 8 for 2-4 (default 6)")
     parser.add_argument("--out", default="benchmarks/results/plateau")
     args = parser.parse_args()
     system, cfg = load_checkpoint(args.checkpoint)
     model = system.model
     result = {
-        "command": f"python benchmarks/plateau_diagnosis.py {args.checkpoint} --batches {args.batches}",
+        "command": f"python benchmarks/plateau_diagnosis.py {args.checkpoint} --split {args.split} "
+        f"--batches {args.batches}",
         "machine": platform.platform(),
-        "bins": depth_bins(model, cfg),
+        "split": args.split,
+        "bins": depth_bins(model, cfg, args.split),
         **losses_and_gradients(model, cfg, args.batches),
     }
     out = Path(args.out)
-    name = Path(args.checkpoint).parent.parent.name
+    name = f"{Path(args.checkpoint).parent.parent.name}_{args.split}"
     write_metrics_json(out / f"{name}.json", result)
     atomic_write_text(out / f"{name}.md", markdown(result))
     print(markdown(result))
