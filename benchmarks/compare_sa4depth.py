@@ -57,6 +57,40 @@ def summarise(runs: dict[str, list[dict]]) -> str:
     return "\n".join(lines)
 
 
+# Baseline -> +SA4Depth pairs tested with Welch's t (unequal variances).
+PAIRS = [("monodepth2", "monodepth2+sa4depth"), ("sc_depth", "sc_depth+sa4depth")]
+
+
+def welch_table(runs: dict[str, list[dict]]) -> str:
+    """Welch's t and two-sided p of +SA4Depth against its baseline per metric (pairs with >= 2 seeds each).
+
+    The pose-depth ratio is tested as its distance from 1, ``|log ratio|``, since 1 is the aligned value.
+    ``t > 0`` means the SA4Depth runs have the larger value.
+    """
+    from scipy.stats import ttest_ind
+
+    lines = []
+    for base, ours in PAIRS:
+        rows_a, rows_b = runs.get(base, []), runs.get(ours, [])
+        if min(len(rows_a), len(rows_b)) < 2:
+            continue
+        if not lines:
+            lines = ["| pair | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
+        cells = []
+        for c in COLUMNS:
+            a = np.array([r[c] for r in rows_a if r.get(c) is not None], dtype=float)
+            b = np.array([r[c] for r in rows_b if r.get(c) is not None], dtype=float)
+            if c == "pose_depth_ratio":
+                a, b = np.abs(np.log(a)), np.abs(np.log(b))
+            if min(a.size, b.size) < 2:
+                cells.append("-")
+                continue
+            t, p = ttest_ind(b, a, equal_var=False)
+            cells.append(f"t={t:+.2f}, p={p:.3f}")
+        lines.append(f"| {ours} vs {base} (n={len(rows_b)}, {len(rows_a)}) | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def check_benchmark(root: Path, height: int, width: int) -> None:
     """Render the benchmark set into ``root`` if missing; refuse one rendered by another world version."""
     meta_file = root / "meta.yaml"
@@ -139,6 +173,11 @@ def main() -> None:
     parser.add_argument(
         "--untrained-reference", action="store_true", help="only evaluate the untrained networks (per seed)"
     )
+    parser.add_argument(
+        "--summary-only",
+        action="store_true",
+        help="train nothing: write the summary (mean +- std, Welch's t) of the runs already finished",
+    )
     parser.add_argument("overrides", nargs="*", help="extra config overrides for every run")
     args = parser.parse_args()
 
@@ -166,18 +205,29 @@ def main() -> None:
                 *warmup,
                 *args.overrides,
             ]
-            results = run_one(out / f"{name.replace('+', '_')}_seed{seed}", overrides, recipe)
-            runs[name].append(flat_summary(results))
+            run_dir = out / f"{name.replace('+', '_')}_seed{seed}"
+            if args.summary_only:
+                if (run_dir / "metrics_test.json").is_file():
+                    runs[name].append(flat_summary(json.loads((run_dir / "metrics_test.json").read_text())))
+                continue
+            runs[name].append(flat_summary(run_one(run_dir, overrides, recipe)))
     command = (
         f"python benchmarks/compare_sa4depth.py --steps {steps} --seeds {' '.join(map(str, args.seeds))} "
         f"--variants {' '.join(args.variants)} --out {out} {' '.join(args.overrides)}"
     ).strip()
     table = summarise(runs)
+    welch = welch_table(runs)
+    if welch:
+        table += (
+            "\n\nWelch's t of +SA4Depth against its baseline (t > 0: larger with SA4Depth; "
+            "pose-depth ratio as |log ratio|):\n\n" + welch
+        )
     atomic_write_text(out / "summary.md", f"Command: {command}\n\n{table}\n")
     write_metrics_json(
         out / "summary.json",
         {
             "runs": runs,
+            "finished_runs_only": args.summary_only,
             "command": command,
             "recipe": args.recipe,
             "steps": steps,

@@ -92,3 +92,29 @@ def test_refined_pose_errors_are_rotation_and_direction_angles():
     rotation, direction = refined_pose.pose_errors(T, T_gt)
     assert rotation.item() == pytest.approx(2.0, abs=1e-3)
     assert direction.item() == pytest.approx(3.0, abs=1e-3)
+
+
+def test_welch_table_gives_the_hand_computed_t_and_tests_the_ratio_as_distance_from_one():
+    compare = _load("compare_sa4depth")
+    columns = compare.COLUMNS
+
+    def rows(abs_rels, ratios):
+        return [
+            {c: 1.0 for c in columns} | {"abs_rel": a, "pose_depth_ratio": r}
+            for a, r in zip(abs_rels, ratios, strict=True)
+        ]
+
+    # Means 2 and 5, variances 1 and 1, n = 3 each: t = 3 / sqrt(1/3 + 1/3) = 3.674.
+    # Ratios 1/2, 1/4, 1/8 and 2, 4, 8 are equally far from 1 (|log| equal): t = 0 although they differ.
+    table = compare.welch_table(
+        {
+            "monodepth2": rows([1.0, 2.0, 3.0], [0.5, 0.25, 0.125]),
+            "monodepth2+sa4depth": rows([4.0, 5.0, 6.0], [2.0, 4.0, 8.0]),
+            "sc_depth": rows([1.0], [1.0]),  # one seed: no test
+        }
+    )
+    line = [row for row in table.splitlines() if row.startswith("| monodepth2+sa4depth")][0]
+    cells = [c.strip() for c in line.strip("|").split("|")][1:]
+    assert cells[columns.index("abs_rel")].startswith("t=+3.67")
+    assert abs(float(cells[columns.index("pose_depth_ratio")].split(",")[0][2:])) < 0.01
+    assert "sc_depth+sa4depth" not in table
