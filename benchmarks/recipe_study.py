@@ -4,7 +4,7 @@ Each study run trains the baseline (no SA4Depth) on the benchmark world rendered
 validation every 100 steps, and keeps ``curve.json``; nothing is evaluated on the test streets (the
 recipe must not be tuned on them). Finished runs are skipped, unfinished ones resume. The committed
 curves were made by the same `train` call before this script existed; several were stopped early to
-free the cores (``stopped_at_step`` in their ``curve.json``).
+free the cores (``stopped_at_step`` in their ``curve.json``, written by ``--stopped``).
 
     OMP_NUM_THREADS=1 python benchmarks/recipe_study.py --runs lite0_speed025 lite0_speed075
     python benchmarks/recipe_study.py --table        # benchmarks/results/recipe/summary.md
@@ -24,6 +24,7 @@ import numpy as np
 from sa4depth.apps.visualize import load_scalars
 from sa4depth.config import load_config
 from sa4depth.data import synthetic
+from sa4depth.data.layout import atomic_write_text
 from sa4depth.eval.report_table import write_metrics_json
 from sa4depth.train.run import train
 
@@ -71,6 +72,11 @@ RUNS = {
             "trainer.val_check_interval=500",
         ],
     ),
+    # The pose net learns no rotation (benchmarks/results/refined_pose): the ResNet-18 pair encoder instead.
+    "slim_speed075_1scale_pose_resnet18": (
+        0.75,
+        [*SLIM, "optim.lr=3e-4", "loss.num_scales=1", "model.pose_encoder=resnet18"],
+    ),
     # A larger input: 1.67x the image motion in pixels and finer texture, at ~2.5x the step cost.
     "slim_speed075_1scale_96x320": (0.75, [*SLIM, "optim.lr=3e-4", "loss.num_scales=1"]),
 }
@@ -115,9 +121,18 @@ def run(name: str) -> None:
         ],
     )
     train(cfg, resume=resume, enable_progress_bar=True)
-    scalars = load_scalars(run_dir)
+    write_curve(name)
+
+
+def write_curve(name: str, stopped: bool = False) -> None:
+    """``curve.json`` of a run from its logs; ``stopped``: ended early, at its last logged validation."""
+    speed, overrides = RUNS[name]
+    scalars = load_scalars(OUT / name)
     curve = {t: {"step": s.astype(int).tolist(), "value": v.tolist()} for t, (s, v) in scalars.items()}
-    write_metrics_json(run_dir / "curve.json", {"speed_m_per_frame": speed, "overrides": overrides, **curve})
+    extra = {"stopped_at_step": int(scalars["val/abs_rel"][0][-1])} if stopped else {}
+    write_metrics_json(
+        OUT / name / "curve.json", {"speed_m_per_frame": speed, "overrides": overrides, **extra, **curve}
+    )
 
 
 def motion_stats(root: Path) -> list[str]:
@@ -208,6 +223,9 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--runs", nargs="+", choices=list(RUNS), default=[], help="study runs to train")
+    parser.add_argument(
+        "--stopped", nargs="+", choices=list(RUNS), default=[], help="write curve.json of runs ended early"
+    )
     parser.add_argument("--table", action="store_true", help="write benchmarks/results/recipe/summary.md")
     parser.add_argument(
         "--motion", type=float, nargs="+", default=[], help="print image motion of these worlds"
@@ -223,9 +241,11 @@ def main() -> None:
         print("\n".join(motion_stats(world(speed))))
     for name in args.runs:
         run(name)
+    for name in args.stopped:
+        write_curve(name, stopped=True)
     if args.table:
         text = table()
-        (OUT / "summary.md").write_text(text + "\n")
+        atomic_write_text(OUT / "summary.md", text + "\n")
         print(text)
 
 
