@@ -40,18 +40,22 @@ def pose_errors(T: Pose, T_gt: Pose) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @torch.no_grad()
-def score(checkpoint: str, depth_source: str = "predicted") -> dict:
+def score(checkpoint: str, depth_source: str = "predicted", split: str = "test") -> dict | None:
     """Errors of the pose net and of the refined pose on every test pair of the checkpoint's dataset.
 
     Args:
         checkpoint: a trained SA4Depth checkpoint.
         depth_source: ``"predicted"`` (the depth net's, as in training) or ``"gt"`` (ground truth).
+        split: the dataset split (val for choosing levers, test for a finished comparison).
+
+    A baseline checkpoint (no refinement) reports its pose net and the reference only (None for
+    ``depth_source="gt"``, which would repeat them).
     """
     system, cfg = load_checkpoint(checkpoint)
     model = system.model
-    if model.refinement is None:
-        raise SystemExit(f"{checkpoint}: not an SA4Depth checkpoint (refine.enabled is false)")
-    dataset = build_dataset(cfg.data, "test", train=False)
+    if model.refinement is None and depth_source == "gt":
+        return None
+    dataset = build_dataset(cfg.data, split, train=False)
     loader = DataLoader(dataset, batch_size=16, shuffle=False, collate_fn=collate)
     errors: dict[str, list[torch.Tensor]] = {"pose_net": [], "refined": [], "straight_ahead": []}
     for batch in loader:
@@ -65,7 +69,9 @@ def score(checkpoint: str, depth_source: str = "predicted") -> dict:
             depth = batch["depth"][keep].clone()
             depth[depth <= 0] = float("nan")  # sky: no depth, no residual
         poses_net = model.predict_poses(images)
-        poses_refined, _ = model.refinement(images, depth, camera, poses_net)
+        poses_refined = poses_net
+        if model.refinement is not None:
+            poses_refined, _ = model.refinement(images, depth, camera, poses_net)
         for j, (T_net, T_ref) in enumerate(zip(poses_net, poses_refined, strict=True)):
             T_gt = Pose.from_4x4mat(batch["T_src_tgt"][keep][:, j])
             errors["pose_net"].append(torch.stack(pose_errors(T_net, T_gt), -1))
@@ -75,7 +81,9 @@ def score(checkpoint: str, depth_source: str = "predicted") -> dict:
             T_ahead = Pose.from_Rt(torch.eye(3).expand(len(ahead), 3, 3), ahead)
             errors["straight_ahead"].append(torch.stack(pose_errors(T_ahead, T_gt), -1))
     e_net, e_ref, e_ahead = (torch.cat(errors[k]).numpy() for k in ("pose_net", "refined", "straight_ahead"))
-    out = {"checkpoint": checkpoint, "depth": depth_source, "pairs": len(e_net)}
+    out = {"checkpoint": checkpoint, "split": split, "depth": depth_source, "pairs": len(e_net)}
+    if model.refinement is None:
+        out["depth"] = "none (baseline: no refinement)"
     for name, e in (("pose_net", e_net), ("refined", e_ref), ("straight_ahead", e_ahead)):
         out[name] = {
             "rotation_deg_median": float(np.median(e[:, 0])),
@@ -90,21 +98,31 @@ def score(checkpoint: str, depth_source: str = "predicted") -> dict:
 
 
 def table(results: list[dict]) -> str:
-    """Markdown: one row per checkpoint, then the mean over checkpoints."""
+    """Markdown: one row per checkpoint and depth source; a baseline has no refined pose ("-")."""
     lines = [
         "| checkpoint | pairs | rotation deg, median: pose net -> refined (straight ahead) | direction deg, "
         "median: pose net -> refined (straight ahead) | improved rotation / direction / both |",
         "|---|---|---|---|---|",
     ]
     for r in results:
-        name = f"{Path(r['checkpoint']).parent.parent.name}, {r['depth']} depth"
+        baseline = r["depth"].startswith("none")
+        source = "baseline" if baseline else f"{r['depth']} depth"
+        name = f"{Path(r['checkpoint']).parent.parent.name}, {r['split']}, {source}"
         n, f, a = r["pose_net"], r["refined"], r["straight_ahead"]
+        rot = "-" if baseline else f"{f['rotation_deg_median']:.3f}"
+        direction = "-" if baseline else f"{f['direction_deg_median']:.2f}"
+        improved = (
+            "-"
+            if baseline
+            else (
+                f"{100 * r['improved_rotation']:.0f} / {100 * r['improved_direction']:.0f} / "
+                f"{100 * r['improved_both']:.0f} %"
+            )
+        )
         lines.append(
-            f"| {name} | {r['pairs']} | {n['rotation_deg_median']:.3f} -> {f['rotation_deg_median']:.3f} "
-            f"({a['rotation_deg_median']:.3f}) | {n['direction_deg_median']:.2f} -> "
-            f"{f['direction_deg_median']:.2f} ({a['direction_deg_median']:.2f}) | "
-            f"{100 * r['improved_rotation']:.0f} / {100 * r['improved_direction']:.0f} / "
-            f"{100 * r['improved_both']:.0f} % |"
+            f"| {name} | {r['pairs']} | {n['rotation_deg_median']:.3f} -> {rot} "
+            f"({a['rotation_deg_median']:.3f}) | {n['direction_deg_median']:.2f} -> {direction} "
+            f"({a['direction_deg_median']:.2f}) | {improved} |"
         )
     return "\n".join(lines)
 
@@ -113,15 +131,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--checkpoints", nargs="+", required=True, help="trained SA4Depth checkpoints")
+    parser.add_argument(
+        "--checkpoints", nargs="+", required=True, help="trained checkpoints (SA4Depth or baseline)"
+    )
     parser.add_argument("--depth", nargs="+", default=["predicted"], choices=["predicted", "gt"])
+    parser.add_argument("--split", default="test", help="dataset split (default: test)")
     parser.add_argument("--out", default="benchmarks/results/refined_pose")
     args = parser.parse_args()
     torch.manual_seed(0)
-    results = [score(c, d) for c in args.checkpoints for d in args.depth]
+    results = [r for c in args.checkpoints for d in args.depth if (r := score(c, d, args.split)) is not None]
     out = Path(args.out)
     command = "python benchmarks/refined_pose.py --checkpoints " + " ".join(args.checkpoints)
-    command += " --depth " + " ".join(args.depth)
+    command += " --depth " + " ".join(args.depth) + f" --split {args.split}"
     write_metrics_json(
         out / "summary.json",
         {
