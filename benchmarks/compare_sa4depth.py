@@ -46,13 +46,19 @@ CURVE_TAGS = ("val/abs_rel", "val/a1", "val/pose_depth_scale_ratio", "train/loss
 
 
 def summarise(runs: dict[str, list[dict]]) -> str:
+    """Markdown: per variant, each metric's mean +- sample standard deviation over seeds."""
     header = "| variant | " + " | ".join(COLUMNS) + " |"
     lines = [header, "|---" * (len(COLUMNS) + 1) + "|"]
     for name, rows in runs.items():
         cells = []
         for c in COLUMNS:
             values = np.array([r[c] for r in rows if r.get(c) is not None], dtype=float)
-            cells.append("-" if values.size == 0 else f"{values.mean():.4f} ± {values.std():.4f}")
+            if values.size == 0:
+                cells.append("-")
+            elif values.size == 1:
+                cells.append(f"{values[0]:.4f}")
+            else:  # the sample standard deviation, as in Welch's t
+                cells.append(f"{values.mean():.4f} ± {values.std(ddof=1):.4f}")
         lines.append(f"| {name} (n={len(rows)}) | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
