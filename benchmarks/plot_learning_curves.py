@@ -55,7 +55,9 @@ def mean_band(runs: list[dict], tag: str) -> tuple[np.ndarray, np.ndarray, np.nd
         return None
     steps = sorted(set.intersection(*(set(s["step"]) for s in series)))
     values = np.array([[dict(zip(s["step"], s["value"], strict=True))[k] for k in steps] for s in series])
-    return np.array(steps), values.mean(0), values.std(0)
+    # The sample standard deviation (as the comparison's tables); one seed has no band.
+    std = values.std(0, ddof=1) if len(values) > 1 else np.zeros(len(steps))
+    return np.array(steps), values.mean(0), std
 
 
 def plot(curves: dict[str, list[dict]], out_png: Path) -> None:
@@ -67,7 +69,7 @@ def plot(curves: dict[str, list[dict]], out_png: Path) -> None:
     pipelines = [p for p in PIPELINES if p in curves or f"{p}_sa4depth" in curves]
     fig, axes = plt.subplots(len(PANELS), len(pipelines), figsize=(5 * len(pipelines), 6.5), squeeze=False)
     for c, pipeline in enumerate(pipelines):
-        for r, (tag, label) in enumerate(PANELS):
+        for r, (tag, panel) in enumerate(PANELS):
             ax = axes[r, c]
             for variant, colour, name in (
                 (pipeline, "tab:blue", "baseline"),
@@ -83,11 +85,12 @@ def plot(curves: dict[str, list[dict]], out_png: Path) -> None:
                 ax.fill_between(steps, mean - std, mean + std, color=colour, alpha=0.2, linewidth=0)
             if tag == "val/pose_depth_scale_ratio":
                 ax.axhline(1.0, color="grey", linewidth=0.8, linestyle="--")
-            ax.set_title(f"{PIPELINES[pipeline]}: {label}", fontsize=10)
+            ax.set_title(f"{PIPELINES[pipeline]}: {panel}", fontsize=10)
             ax.set_xlabel("optimizer step")
+            ax.set_ylabel(panel)
             ax.grid(alpha=0.3)
             ax.legend(fontsize=8)
-    fig.suptitle("band: +- one std over seeds", fontsize=9)
+    fig.suptitle("band: +- one sample std over seeds", fontsize=9)
     fig.tight_layout()
     tmp = out_png.with_suffix(".tmp.png")
     fig.savefig(tmp, dpi=100)
