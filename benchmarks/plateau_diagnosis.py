@@ -13,6 +13,9 @@
 4. ``gradient``: the share of pixels more than 20 % off in disparity where minus the loss gradient
    with respect to that pixel's disparity points towards the ground truth, at image blur 0-4 px
    (a wider basin from coarse images would show as a higher share under blur).
+5. ``rotation``: on training frames, the pose net's rotation angle against the true one, the error
+   with the pose net's translation and the *true* rotation (given the network's depth), and the cosine
+   between minus the gradient with respect to a rotation update and the rotation still missing.
 
     python benchmarks/plateau_diagnosis.py \
         benchmarks/results/converged/monodepth2_seed0/checkpoints/last.ckpt --split test
@@ -153,6 +156,39 @@ def losses_and_gradients(model, cfg, batches: int) -> dict:
     }
 
 
+def rotation_check(model, cfg, batches: int) -> dict:
+    """Does the pose net rotate, and does the loss on the network's depth ask it to? (See 5 above.)"""
+    angles, true_angles, err_net, err_true_R, cosines = [], [], [], [], []
+    for batch in training_batches(cfg, batches):
+        images, camera = batch["images"], batch_camera(batch)
+        with torch.no_grad():
+            depth = model.depth_from_disp(model.depth_net(images[:, 0])[0])
+            poses = model.predict_poses(images)
+        T_gt = gt_poses(batch)
+        with torch.no_grad():
+            true_R = [Pose.from_Rt(Tg.R, Tp.t) for Tg, Tp in zip(T_gt, poses, strict=True)]
+            err_net.append(photometric(model, images, depth, poses, camera).item())
+            err_true_R.append(photometric(model, images, depth, true_R, camera).item())
+        for j, (T_net, T_true) in enumerate(zip(poses, T_gt, strict=True)):
+            angles.append(T_net.magnitude()[0])
+            true_angles.append(T_true.magnitude()[0])
+            update = torch.zeros(len(images), 3, requires_grad=True)
+            moved = list(poses)
+            moved[j] = Pose.from_aa(update, torch.zeros_like(update)) @ T_net
+            (grad,) = torch.autograd.grad(photometric(model, images, depth, moved, camera), update)
+            missing = kornia.geometry.conversions.rotation_matrix_to_axis_angle(
+                T_true.R @ T_net.R.transpose(-1, -2)
+            )
+            cosines.append(torch.nn.functional.cosine_similarity(-grad, missing, dim=-1))
+    return {
+        "pose_net_rotation_deg_median": float(torch.cat(angles).median()),
+        "true_rotation_deg_median": float(torch.cat(true_angles).median()),
+        "error_pose_net": float(np.mean(err_net)),
+        "error_pose_net_translation_true_rotation": float(np.mean(err_true_R)),
+        "gradient_cosine_to_missing_rotation_median": float(torch.cat(cosines).median()),
+    }
+
+
 def markdown(result: dict) -> str:
     lines = [
         f"Command: {result['command']}",
@@ -174,6 +210,8 @@ def markdown(result: dict) -> str:
     lines += [f"| {p['fraction_to_gt']:g} | {p['loss']:.4f} |" for p in result["path"]]
     lines += ["", "| image blur (px) | pixels >20 % off whose descent direction points to GT |", "|---|---|"]
     lines += [f"| {g['blur_px']} | {100 * g['share']:.0f} % |" for g in result["gradient_points_to_gt"]]
+    lines += ["", "| rotation (training frames, the network's depth) | value |", "|---|---|"]
+    lines += [f"| {k} | {v:.4f} |" for k, v in result["rotation"].items()]
     return "\n".join(lines) + "\n"
 
 
@@ -195,6 +233,7 @@ def main() -> None:
         "split": args.split,
         "bins": depth_bins(model, cfg, args.split),
         **losses_and_gradients(model, cfg, args.batches),
+        "rotation": rotation_check(model, cfg, args.batches),
     }
     out = Path(args.out)
     name = f"{Path(args.checkpoint).parent.parent.name}_{args.split}"

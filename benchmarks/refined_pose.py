@@ -58,6 +58,7 @@ def score(checkpoint: str, depth_source: str = "predicted", split: str = "test")
     dataset = build_dataset(cfg.data, split, train=False)
     loader = DataLoader(dataset, batch_size=16, shuffle=False, collate_fn=collate)
     errors: dict[str, list[torch.Tensor]] = {"pose_net": [], "refined": [], "straight_ahead": []}
+    magnitudes: dict[str, list[torch.Tensor]] = {"pose_net": [], "true": []}  # rotation angles, deg
     for batch in loader:
         keep = batch["has_pose"] & (batch["has_depth"] if depth_source == "gt" else True)
         if not keep.any():
@@ -75,6 +76,8 @@ def score(checkpoint: str, depth_source: str = "predicted", split: str = "test")
         for j, (T_net, T_ref) in enumerate(zip(poses_net, poses_refined, strict=True)):
             T_gt = Pose.from_4x4mat(batch["T_src_tgt"][keep][:, j])
             errors["pose_net"].append(torch.stack(pose_errors(T_net, T_gt), -1))
+            magnitudes["pose_net"].append(T_net.magnitude()[0])
+            magnitudes["true"].append(T_gt.magnitude()[0])
             errors["refined"].append(torch.stack(pose_errors(T_ref, T_gt), -1))
             ahead = torch.zeros_like(T_gt.t)
             ahead[:, 2] = T_gt.t[:, 2].sign()  # forward or backward, whichever the source is
@@ -91,6 +94,7 @@ def score(checkpoint: str, depth_source: str = "predicted", split: str = "test")
             "direction_deg_median": float(np.median(e[:, 1])),
             "direction_deg_mean": float(e[:, 1].mean()),
         }
+    out["rotation_angle_deg_median"] = {k: float(torch.cat(v).median()) for k, v in magnitudes.items()}
     out["improved_rotation"] = float((e_ref[:, 0] < e_net[:, 0]).mean())
     out["improved_direction"] = float((e_ref[:, 1] < e_net[:, 1]).mean())
     out["improved_both"] = float(((e_ref[:, 0] < e_net[:, 0]) & (e_ref[:, 1] < e_net[:, 1])).mean())
