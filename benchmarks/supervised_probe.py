@@ -59,10 +59,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--val-every", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("overrides", nargs="*", help="config overrides, e.g. model.encoder=resnet18")
     parser.add_argument("--out", default="benchmarks/results/supervised_probe")
     args = parser.parse_args()
     torch.manual_seed(args.seed)
-    cfg = load_config(recipe_path("synthetic_cpu"))
+    cfg = load_config(recipe_path("synthetic_cpu"), args.overrides)
     m, o = cfg.model, cfg.optim
     net = DepthNet(encoder=m.encoder, pretrained=None, min_depth=m.min_depth, max_depth=m.max_depth).train()
     train_set = build_dataset(cfg.data, "train", train=True)
@@ -99,11 +100,14 @@ def main() -> None:
                 print(f"step {step}: val AbsRel {curve['val_abs_rel'][-1]:.3f}", flush=True)
             if step == args.steps:
                 break
+    name = "_".join([f"seed{args.seed}", *(o.replace("=", "-") for o in args.overrides)])
+    command = f"python benchmarks/supervised_probe.py --steps {args.steps} --seed {args.seed}"
     write_metrics_json(
-        Path(args.out) / f"seed{args.seed}.json",
+        Path(args.out) / f"{name}.json",
         {
-            "command": f"python benchmarks/supervised_probe.py --steps {args.steps} --seed {args.seed}",
+            "command": " ".join([command, *args.overrides]),
             "recipe": "synthetic_cpu",
+            "overrides": args.overrides,
             "loss": "scale-invariant log (lambda 0.85) on ground-truth depth",
             "machine": platform.platform(),
             **curve,
