@@ -213,7 +213,7 @@ def table() -> str:
         lines.append(
             f"| {name} | {curve['speed_m_per_frame']} | {_value_at(steps, values, 500)} / "
             f"{_value_at(steps, values, 1000)} / {values[-3:].mean():.3f} "
-            f"(step {steps[-1]}) |"
+            f"(step {steps[-1]}{', stopped early' if 'stopped_at_step' in curve else ''}) |"
         )
     return "\n".join(lines)
 
