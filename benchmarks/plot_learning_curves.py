@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from sa4depth.apps.visualize import save_png
+
 PIPELINES = {"monodepth2": "Monodepth2", "sc_depth": "SC-Depth"}
 PANELS = (
     ("val/abs_rel", "held-out AbsRel (val streets)"),
@@ -92,10 +94,8 @@ def plot(curves: dict[str, list[dict]], out_png: Path) -> None:
             ax.legend(fontsize=8)
     fig.suptitle("band: +- one sample std over seeds", fontsize=9)
     fig.tight_layout()
-    tmp = out_png.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=100)
+    save_png(fig, out_png, dpi=100, tight=False)
     plt.close(fig)
-    tmp.replace(out_png)
 
 
 def main() -> None:

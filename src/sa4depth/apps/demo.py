@@ -122,6 +122,8 @@ def depth_figure(models: dict, dataset, out_png: Path, n: int = 4) -> None:
     import matplotlib.pyplot as plt
     from matplotlib import colors
 
+    from sa4depth.apps.visualize import save_png
+
     indices = np.linspace(0, len(dataset) - 1, n).astype(int)
     cols = 2 + len(models)
     fig, axes = plt.subplots(
@@ -156,10 +158,8 @@ def depth_figure(models: dict, dataset, out_png: Path, n: int = 4) -> None:
     axes[0, 0].set_title("image", fontsize=8)
     fig.suptitle("inverse depth, one colour scale per row (the ground truth's)", fontsize=9)
     fig.tight_layout()
-    tmp = out_png.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=90)
+    save_png(fig, out_png, dpi=90, tight=False)
     plt.close(fig)
-    tmp.replace(out_png)
 
 
 def train_and_evaluate(

@@ -32,9 +32,20 @@ def _figure(width: float, height: float):
     return fig
 
 
-def _save(fig, out_png: str | os.PathLike | None) -> bytes:
+def save_png(fig, out_png: str | os.PathLike | None, dpi: float | None = None, tight: bool = True) -> bytes:
+    """Render a matplotlib figure to PNG bytes and, when ``out_png`` is given, write them atomically.
+
+    Args:
+        fig: the figure.
+        out_png: the file to write (temp file + rename: a killed run never leaves half a PNG), or None.
+        dpi: resolution; None keeps the figure's.
+        tight: crop to the drawn content (``bbox_inches="tight"``).
+
+    Returns:
+        The PNG bytes.
+    """
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight" if tight else None)
     data = buf.getvalue()
     if out_png is not None:
         atomic_write_bytes(out_png, data)
@@ -211,7 +222,7 @@ def plot_scale_factors(results, out_png: str | os.PathLike | None = None, title:
         ax.legend(fontsize=7, ncol=ncol, loc="upper left", bbox_to_anchor=(1.01, 1.0), markerscale=2)
     summary = f"Seq Scale Std {stats['seq_scale_std']:.3f}, CV in seq {stats['within_seq_cv']:.3f}"
     ax.set_title(f"{title}  {summary}" if title else summary, fontsize=10)
-    return _save(fig, out_png)
+    return save_png(fig, out_png)
 
 
 # -------------------------------------------------------------------------------------- training curves
@@ -316,7 +327,7 @@ def plot_scalars(
     Raises:
         InputError: a requested tag no run logged, or nothing to draw.
     """
-    return _save(_curves_figure(runs, tags, max_panels), out_png)
+    return save_png(_curves_figure(runs, tags, max_panels), out_png)
 
 
 def _curves_figure(runs: Mapping[str, Scalars], tags: Sequence[str] | None, max_panels: int):
