@@ -15,7 +15,9 @@
    (a wider basin from coarse images would show as a higher share under blur).
 5. ``rotation``: on training frames, the pose net's rotation angle against the true one, the error
    with the pose net's translation and the *true* rotation (given the network's depth), and the cosine
-   between minus the gradient with respect to a rotation update and the rotation still missing.
+   between minus the gradient with respect to a rotation update and the rotation still missing; and
+   whether the pose net looks at the motion at all: its translation for a frame paired with itself,
+   with the next frame, and for the pair reversed (a working pose net gives ~0, t and -t).
 
     python benchmarks/plateau_diagnosis.py \
         benchmarks/results/converged/monodepth2_seed0/checkpoints/last.ckpt --split test
@@ -159,6 +161,7 @@ def losses_and_gradients(model, cfg, batches: int) -> dict:
 def rotation_check(model, cfg, batches: int) -> dict:
     """Does the pose net rotate, and does the loss on the network's depth ask it to? (See 5 above.)"""
     angles, true_angles, err_net, err_true_R, cosines = [], [], [], [], []
+    t_self, t_next_z, t_reversed_z, t_next_norm = [], [], [], []
     for batch in training_batches(cfg, batches):
         images, camera = batch["images"], batch_camera(batch)
         with torch.no_grad():
@@ -166,6 +169,12 @@ def rotation_check(model, cfg, batches: int) -> dict:
             poses = model.predict_poses(images)
         T_gt = gt_poses(batch)
         with torch.no_grad():
+            a, b = images[:, 0], images[:, -1]  # target and the next frame (offsets -1, 1)
+            t_self.append(model.pose_net(a, a).t.norm(dim=-1))
+            t_next = model.pose_net(a, b).t
+            t_next_norm.append(t_next.norm(dim=-1))
+            t_next_z.append(t_next[:, 2])
+            t_reversed_z.append(model.pose_net(b, a).t[:, 2])
             true_R = [Pose.from_Rt(Tg.R, Tp.t) for Tg, Tp in zip(T_gt, poses, strict=True)]
             err_net.append(photometric(model, images, depth, poses, camera).item())
             err_true_R.append(photometric(model, images, depth, true_R, camera).item())
@@ -186,6 +195,10 @@ def rotation_check(model, cfg, batches: int) -> dict:
         "error_pose_net": float(np.mean(err_net)),
         "error_pose_net_translation_true_rotation": float(np.mean(err_true_R)),
         "gradient_cosine_to_missing_rotation_median": float(torch.cat(cosines).median()),
+        "pose_net_t_norm_frame_with_itself": float(torch.cat(t_self).mean()),
+        "pose_net_t_norm_frame_with_next": float(torch.cat(t_next_norm).mean()),
+        "pose_net_t_z_frame_with_next": float(torch.cat(t_next_z).mean()),
+        "pose_net_t_z_pair_reversed": float(torch.cat(t_reversed_z).mean()),
     }
 
 

@@ -15,6 +15,7 @@ free the cores (``stopped_at_step`` in their ``curve.json``, written by ``--stop
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import shutil
 from pathlib import Path
@@ -77,9 +78,14 @@ RUNS = {
         0.75,
         [*SLIM, "optim.lr=3e-4", "loss.num_scales=1", "model.pose_encoder=resnet18"],
     ),
+    # The pose nets output a constant (no rotation, |t| blind to the speed): Monodepth2's last-layer init.
+    "slim_speed075_1scale_pose_init1": (0.75, [*SLIM, "optim.lr=3e-4", "loss.num_scales=1"]),
     # A larger input: 1.67x the image motion in pixels and finer texture, at ~2.5x the step cost.
     "slim_speed075_1scale_96x320": (0.75, [*SLIM, "optim.lr=3e-4", "loss.num_scales=1"]),
 }
+# Runs that change a module constant for their (single) process: pose_net.LAST_LAYER_INIT_GAIN=1 is
+# Monodepth2's default init of the pose decoder's last layer (ours shrinks it 10x).
+PATCHES = {"slim_speed075_1scale_pose_init1": ("sa4depth.models.pose_net", "LAST_LAYER_INIT_GAIN", 1.0)}
 # Runs at another input size than COMMON's 64x192 (their world is rendered at that size).
 SIZES = {"slim_speed075_1scale_96x320": (96, 320)}
 
@@ -120,6 +126,9 @@ def run(name: str) -> None:
             *overrides,
         ],
     )
+    if name in PATCHES:
+        module, attribute, value = PATCHES[name]
+        setattr(importlib.import_module(module), attribute, value)
     train(cfg, resume=resume, enable_progress_bar=True)
     write_curve(name)
 

@@ -5,7 +5,10 @@ pose net ``T_src_tgt`` -> LM refinement on that depth (the training path, `PoseR
 are scored against ground truth with the scale-free errors a monocular pose has: rotation error (deg)
 and the angle between the predicted and the true translation direction (deg); ``improved`` is the share
 of pairs where the refined pose is better in both. The ``straight_ahead`` reference is the prior a
-pose net can learn first on a street: no rotation, translation along the optical axis. No ground
+pose net can learn first on a street: no rotation, translation along the optical axis. ``speed``: per
+test sequence, the mean length of the pose net's and the refined translation in metres, each put in
+metres by its frame's median depth scale (ground truth / predicted, as the depth metrics do), against
+the true metres per frame: a pose that agrees with its depth in scale moves as fast as the camera. No ground
 truth enters the LM, except with ``--depth gt``: the LM then refines on ground-truth depth (sky left
 out), which tells a bias of the LM from a bias of the predicted depth it aligns to.
 
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import platform
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +63,9 @@ def score(checkpoint: str, depth_source: str = "predicted", split: str = "test")
     loader = DataLoader(dataset, batch_size=16, shuffle=False, collate_fn=collate)
     errors: dict[str, list[torch.Tensor]] = {"pose_net": [], "refined": [], "straight_ahead": []}
     magnitudes: dict[str, list[torch.Tensor]] = {"pose_net": [], "true": []}  # rotation angles, deg
+    speeds: dict[str, list[tuple[float, float, float]]] = defaultdict(
+        list
+    )  # sequence -> (net, refined, true)
     for batch in loader:
         keep = batch["has_pose"] & (batch["has_depth"] if depth_source == "gt" else True)
         if not keep.any():
@@ -69,6 +76,11 @@ def score(checkpoint: str, depth_source: str = "predicted", split: str = "test")
         if depth_source == "gt":
             depth = batch["depth"][keep].clone()
             depth[depth <= 0] = float("nan")  # sky: no depth, no residual
+        net_depth = model.depth_from_disp(model.depth_net(images[:, 0])[0]) if depth_source == "gt" else depth
+        gt = batch["depth"][keep]
+        scale = torch.stack(
+            [(g[g > 0].median() / d[g > 0].median()) for g, d in zip(gt, net_depth, strict=True)]
+        )
         poses_net = model.predict_poses(images)
         poses_refined = poses_net
         if model.refinement is not None:
@@ -79,6 +91,16 @@ def score(checkpoint: str, depth_source: str = "predicted", split: str = "test")
             magnitudes["pose_net"].append(T_net.magnitude()[0])
             magnitudes["true"].append(T_gt.magnitude()[0])
             errors["refined"].append(torch.stack(pose_errors(T_ref, T_gt), -1))
+            if depth_source == "predicted":
+                sequences = [q for q, k in zip(batch["sequence"], keep.tolist(), strict=True) if k]
+                for i, seq in enumerate(sequences):
+                    speeds[seq].append(
+                        (
+                            (T_net.t[i].norm() * scale[i]).item(),
+                            (T_ref.t[i].norm() * scale[i]).item(),
+                            T_gt.t[i].norm().item(),
+                        )
+                    )
             ahead = torch.zeros_like(T_gt.t)
             ahead[:, 2] = T_gt.t[:, 2].sign()  # forward or backward, whichever the source is
             T_ahead = Pose.from_Rt(torch.eye(3).expand(len(ahead), 3, 3), ahead)
@@ -94,6 +116,10 @@ def score(checkpoint: str, depth_source: str = "predicted", split: str = "test")
             "direction_deg_median": float(np.median(e[:, 1])),
             "direction_deg_mean": float(e[:, 1].mean()),
         }
+    out["speed_m_per_frame"] = {
+        seq: dict(zip(("pose_net", "refined", "true"), np.mean(v, axis=0).tolist(), strict=True))
+        for seq, v in sorted(speeds.items())
+    }
     out["rotation_angle_deg_median"] = {k: float(torch.cat(v).median()) for k, v in magnitudes.items()}
     out["improved_rotation"] = float((e_ref[:, 0] < e_net[:, 0]).mean())
     out["improved_direction"] = float((e_ref[:, 1] < e_net[:, 1]).mean())
@@ -128,6 +154,27 @@ def table(results: list[dict]) -> str:
             f"({a['rotation_deg_median']:.3f}) | {n['direction_deg_median']:.2f} -> {direction} "
             f"({a['direction_deg_median']:.2f}) | {improved} |"
         )
+    speed_rows = [r for r in results if r["speed_m_per_frame"]]
+    if speed_rows:
+        sequences = sorted({q for r in speed_rows for q in r["speed_m_per_frame"]})
+        lines += [
+            "",
+            "Speed, m per frame (translation length times the frame's median depth scale): "
+            "pose net / refined (true)",
+            "",
+            "| checkpoint | " + " | ".join(sequences) + " |",
+            "|---" * (len(sequences) + 1) + "|",
+        ]
+        for r in speed_rows:
+            cells = []
+            for q in sequences:
+                v = r["speed_m_per_frame"].get(q)
+                if v is None:
+                    cells.append("-")
+                    continue
+                refined = "-" if r["depth"].startswith("none") else f"{v['refined']:.3f}"
+                cells.append(f"{v['pose_net']:.3f} / {refined} ({v['true']:.3f})")
+            lines.append(f"| {Path(r['checkpoint']).parent.parent.name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
