@@ -206,8 +206,8 @@ def main() -> None:
     md = table(results)
     atomic_write_text(
         out / "summary.md",
-        f"Command: {command}\n\nHeld-out test pairs; the checkpoint's own depth and pose net, its LM "
-        "settings; errors vs ground truth (translation as a direction: monocular scale is free).\n\n"
+        f"Command: {command}\n\nPairs of the {args.split} split; the checkpoint's own depth and pose net, "
+        "its LM settings; errors vs ground truth (translation as a direction: monocular scale is free).\n\n"
         + md
         + "\n",
     )
