@@ -24,11 +24,14 @@ PANELS = (
 )
 
 
-def load_curves(folder: Path, seeds: list[int] | None = None) -> dict[str, list[dict]]:
+def load_curves(
+    folder: Path, seeds: list[int] | None = None, finished_only: bool = False
+) -> dict[str, list[dict]]:
     """Variant folder prefix (e.g. ``monodepth2_sa4depth``) -> the curves of its seeds.
 
     A finished run has ``curve.json``; a run still training is read from its TensorBoard logs (its curve
-    then ends early, and the mean is taken over the steps every seed has reached).
+    then ends early, and the mean is taken over the steps every seed has reached), unless
+    ``finished_only``.
     """
     from sa4depth.apps.visualize import load_scalars
 
@@ -39,7 +42,7 @@ def load_curves(folder: Path, seeds: list[int] | None = None) -> dict[str, list[
             continue
         if (run_dir / "curve.json").is_file():
             curve = json.loads((run_dir / "curve.json").read_text())
-        elif (run_dir / "tensorboard").is_dir():
+        elif (run_dir / "tensorboard").is_dir() and not finished_only:
             scalars = load_scalars(run_dir)
             curve = {
                 t: {"step": s.astype(int).tolist(), "value": v.tolist()} for t, (s, v) in scalars.items()
@@ -105,8 +108,9 @@ def main() -> None:
     parser.add_argument("folder", type=Path, help="a compare_sa4depth.py result folder")
     parser.add_argument("--out", type=Path, help="PNG to write (default: FOLDER/learning_curves.png)")
     parser.add_argument("--seeds", type=int, nargs="+", help="only these seeds (default: every seed found)")
+    parser.add_argument("--finished-only", action="store_true", help="leave out runs still training")
     args = parser.parse_args()
-    curves = load_curves(args.folder, args.seeds)
+    curves = load_curves(args.folder, args.seeds, args.finished_only)
     if not curves:
         raise SystemExit(f"error: {args.folder}: no <variant>_seed<N>/curve.json inside")
     out = args.out or args.folder / "learning_curves.png"
