@@ -63,21 +63,20 @@ def score(checkpoint: str, depth_source: str = "predicted", split: str = "test")
     loader = DataLoader(dataset, batch_size=16, shuffle=False, collate_fn=collate)
     errors: dict[str, list[torch.Tensor]] = {"pose_net": [], "refined": [], "straight_ahead": []}
     magnitudes: dict[str, list[torch.Tensor]] = {"pose_net": [], "true": []}  # rotation angles, deg
-    speeds: dict[str, list[tuple[float, float, float]]] = defaultdict(
-        list
-    )  # sequence -> (net, refined, true)
+    # sequence -> (pose-net, refined, true) metres per frame
+    speeds: dict[str, list[tuple[float, float, float]]] = defaultdict(list)
     for batch in loader:
         keep = batch["has_pose"] & (batch["has_depth"] if depth_source == "gt" else True)
         if not keep.any():
             continue
         images = batch["images"][keep]
         camera = batch_camera({"images": images, "K": batch["K"][keep]})
-        depth = model.depth_from_disp(model.depth_net(images[:, 0])[0])
-        if depth_source == "gt":
-            depth = batch["depth"][keep].clone()
-            depth[depth <= 0] = float("nan")  # sky: no depth, no residual
-        net_depth = model.depth_from_disp(model.depth_net(images[:, 0])[0]) if depth_source == "gt" else depth
+        net_depth = model.depth_from_disp(model.depth_net(images[:, 0])[0])
         gt = batch["depth"][keep]
+        depth = net_depth
+        if depth_source == "gt":
+            depth = gt.clone()
+            depth[depth <= 0] = float("nan")  # sky: no depth, no residual
         scale = torch.stack(
             [(g[g > 0].median() / d[g > 0].median()) for g, d in zip(gt, net_depth, strict=True)]
         )

@@ -13,7 +13,6 @@ the baseline; the self-supervised signal is.
 from __future__ import annotations
 
 import argparse
-import math
 import platform
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from sa4depth.eval.protocols import get_protocol
 from sa4depth.eval.report_table import write_metrics_json
 from sa4depth.models.depth_net import DepthNet
 from sa4depth.recipes import recipe_path
+from sa4depth.train.system import warmup_cosine
 
 
 def silog(depth: torch.Tensor, gt: torch.Tensor, lam: float = 0.85) -> torch.Tensor:
@@ -74,12 +74,9 @@ def main() -> None:
     val_loader = DataLoader(build_dataset(cfg.data, "val", train=False), batch_size=16, collate_fn=collate)
     optimizer = torch.optim.Adam(net.parameters(), o.lr)
 
-    def lr_factor(step: int) -> float:  # the recipe's warm-up + cosine
-        if step < o.warmup_steps:
-            return (step + 1) / o.warmup_steps
-        return 0.5 * (1 + math.cos(math.pi * (step - o.warmup_steps) / max(args.steps - o.warmup_steps, 1)))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: warmup_cosine(step, o.warmup_steps, args.steps)
+    )
     curve = {"step": [], "val_abs_rel": [], "train_loss": []}
     step, losses = 0, []
     while step < args.steps:
