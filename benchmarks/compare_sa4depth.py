@@ -21,14 +21,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
 from sa4depth.apps.demo import COLUMNS, flat_summary, train_and_evaluate
 from sa4depth.apps.visualize import load_scalars
 from sa4depth.config import load_config
 from sa4depth.data import synthetic
 from sa4depth.data.layout import atomic_write_text
-from sa4depth.errors import InputError
 from sa4depth.eval.report_table import write_metrics_json
 from sa4depth.recipes import recipe_path
 
@@ -95,22 +93,6 @@ def welch_table(runs: dict[str, list[dict]]) -> str:
             cells.append(f"t={t:+.2f}, p={p:.3f}")
         lines.append(f"| {ours} vs {base} (n={len(rows_b)}, {len(rows_a)}) | " + " | ".join(cells) + " |")
     return "\n".join(lines)
-
-
-def check_benchmark(root: Path, height: int, width: int) -> None:
-    """Render the benchmark set into ``root`` if missing; refuse one rendered by another world version."""
-    meta_file = root / "meta.yaml"
-    if not (root / "splits").is_dir():
-        synthetic.benchmark_set(root, height=height, width=width, workers=2)
-        return
-    meta = yaml.safe_load(meta_file.read_text()) if meta_file.is_file() else {}
-    speed = meta.get("base_speed_m_per_frame")
-    if speed != synthetic.BASE_SPEED["driving"] or (meta.get("height"), meta.get("width")) != (height, width):
-        raise InputError(
-            meta_file,
-            f"rendered at {meta.get('height')}x{meta.get('width')}, {speed} m/frame; this world is "
-            f"{height}x{width}, {synthetic.BASE_SPEED['driving']} m/frame: delete the folder or pass --data",
-        )
 
 
 def write_curve(run_dir: Path) -> None:
@@ -191,7 +173,7 @@ def main() -> None:
     base = load_config(recipe)
     out = Path(args.out)
     steps = args.steps or base.trainer.max_steps
-    check_benchmark(Path(args.data), base.data.height, base.data.width)
+    synthetic.ensure_benchmark(args.data, base.data.height, base.data.width)
     if args.untrained_reference:
         write_untrained_reference(args, out, recipe)
         return

@@ -8,10 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import yaml
 
-from sa4depth.data import synthetic
-from sa4depth.errors import InputError
 from sa4depth.geometry import Pose
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -65,21 +62,6 @@ def test_unfinished_run_resumes_and_one_without_checkpoint_restarts(tmp_path, mo
     compare.run_one(killed_early, [], tmp_path / "recipe.yaml")
     assert calls == [True, False]
     assert not killed_early.exists()  # cleared before the fresh start (train_and_evaluate is mocked here)
-
-
-def test_benchmark_of_another_world_is_refused(tmp_path):
-    compare = _load("compare_sa4depth")
-    (tmp_path / "splits").mkdir()
-    meta = {"height": 64, "width": 192, "base_speed_m_per_frame": 0.25}
-    (tmp_path / "meta.yaml").write_text(yaml.safe_dump(meta))
-    assert synthetic.BASE_SPEED["driving"] != 0.25
-    with pytest.raises(InputError, match="0.25 m/frame"):
-        compare.check_benchmark(tmp_path, 64, 192)
-    meta["base_speed_m_per_frame"] = synthetic.BASE_SPEED["driving"]
-    (tmp_path / "meta.yaml").write_text(yaml.safe_dump(meta))
-    compare.check_benchmark(tmp_path, 64, 192)
-    with pytest.raises(InputError, match="64x192"):
-        compare.check_benchmark(tmp_path, 96, 320)
 
 
 def test_refined_pose_errors_are_rotation_and_direction_angles():

@@ -9,7 +9,7 @@ import yaml
 
 from sa4depth.data import layout
 from sa4depth.data import synthetic as synth
-from sa4depth.data.synthetic import writer
+from sa4depth.data.synthetic import trajectories, writer
 from sa4depth.errors import InputError
 from sa4depth.geometry import Camera, Pose, warp_frame
 
@@ -90,13 +90,38 @@ def test_deterministic_from_seed():
     assert not np.array_equal(a.images, c.images) and not np.array_equal(a.T_world_cam, c.T_world_cam)
 
 
-def test_speed_sets_translation_per_frame():
+def test_speed_sets_the_mean_translation_per_frame_and_varies_within_a_sequence():
     base = synth.BASE_SPEED["driving"]
     for speed in (0.5, 2.0):
-        seq = synth.render_sequence("driving", frames=12, height=16, width=48, seed=1, speed=speed)
+        seq = synth.render_sequence("driving", frames=60, height=16, width=48, seed=1, speed=speed)
         steps = np.linalg.norm(np.diff(seq.T_world_cam[:, :3, 3], axis=0), axis=-1)
         assert steps.mean() == pytest.approx(speed * base, rel=0.02)
-        assert steps.min() > 0.85 * speed * base and steps.max() < 1.15 * speed * base
+        # World version 2: the car speeds up and brakes, so a street's speed cannot be told from its look.
+        assert steps.max() > 2 * steps.min()
+
+
+def _yaw_deg(T):
+    return np.degrees(np.arctan2(T[:, 0, 2], T[:, 2, 2]))
+
+
+def test_lane_changes_turn_the_camera_and_keep_it_on_the_road():
+    """Driving 60 frames at 0.75 m: a lane change (one lane, ~3.3 m) or two, heading turning by degrees."""
+    turned = 0
+    for seed in range(6):
+        rng = np.random.default_rng(seed)
+        T = synth.render_sequence(
+            "driving", frames=60, height=8, width=16, seed=seed, supersample=1
+        ).T_world_cam
+        _, street_T = trajectories._driving(rng, 60, synth.BASE_SPEED["driving"], 1.6)
+        np.testing.assert_allclose(street_T, T)  # the path rendered is the path tested
+        lateral = np.ptp(T[:, 0, 3])
+        turned += lateral > 2.5 and np.ptp(_yaw_deg(T)) > 4
+        rel = np.linalg.inv(T[:-1]) @ T[1:]
+        assert (
+            np.degrees(np.arccos(np.clip((np.trace(rel[:, :3, :3], axis1=1, axis2=2) - 1) / 2, -1, 1))).max()
+            < 3
+        )
+    assert turned >= 3
 
 
 def test_a_changed_base_speed_reaches_the_renderer_and_the_meta(tmp_path, monkeypatch):
@@ -215,16 +240,35 @@ def test_split_fractions_and_counts():
 def test_benchmark_specs_hold_out_different_speeds():
     specs = synth.benchmark_specs()
     by_split = {split: [s for _, sp, s in specs if sp == split] for split in layout.SPLITS}
-    assert [len(by_split[s]) for s in layout.SPLITS] == [12, 2, 4]
+    assert [len(by_split[s]) for s in layout.SPLITS] == [24, 2, 4]
     assert {s.frames for s in by_split["train"]} == {60} and {s.frames for s in by_split["test"]} == {40}
     assert sorted(s.speed for s in by_split["test"]) == [0.5, 0.8, 1.25, 2.0]
     train_speeds = {s.speed for s in by_split["train"]}
-    assert len(train_speeds) == 12 and not train_speeds & {
+    assert len(train_speeds) == 24 and not train_speeds & {
         s.speed for s in by_split["test"] + by_split["val"]
     }
     assert len({s.seed for _, _, s in specs}) == len(specs)
-    assert sum(s.frames for _, _, s in specs) == 960
+    assert sum(s.frames for _, _, s in specs) == 1680
     assert synth.benchmark_specs() == specs  # fixed
+
+
+def test_a_benchmark_of_another_world_is_refused(tmp_path, monkeypatch):
+    (tmp_path / "splits").mkdir()
+    meta = {"height": 64, "width": 192, "base_speed_m_per_frame": synth.BASE_SPEED["driving"]}
+    (tmp_path / "meta.yaml").write_text(yaml.safe_dump(meta))  # world version 1 wrote no version
+    with pytest.raises(InputError, match="world version 1"):
+        synth.ensure_benchmark(tmp_path, 64, 192)
+    meta["world_version"] = synth.WORLD_VERSION
+    (tmp_path / "meta.yaml").write_text(yaml.safe_dump(meta))
+    assert synth.ensure_benchmark(tmp_path, 64, 192) == tmp_path
+    with pytest.raises(InputError, match="64x192, not .* 96x320"):
+        synth.ensure_benchmark(tmp_path, 96, 320)
+    monkeypatch.setitem(synth.BASE_SPEED, "driving", 0.25)
+    with pytest.raises(InputError, match="0.25 m/frame"):
+        synth.ensure_benchmark(tmp_path, 64, 192)
+    (tmp_path / "meta.yaml").write_text("{unclosed")
+    with pytest.raises(InputError, match="meta.yaml"):
+        synth.ensure_benchmark(tmp_path, 64, 192)
 
 
 def test_contact_sheet(tmp_path):

@@ -78,9 +78,11 @@ def test_param_count_and_pretrained(tmp_path, net):
 def test_small_encoder_is_cheap_and_learns_through_every_layer():
     torch.manual_seed(0)
     net = PoseNet(encoder="small")
-    # conv 7x7 6->16, then 3x3 16->32->64->128->256 (weights + biases), and the same decoder.
-    encoder = (6 * 16 * 49 + 16) + (16 * 32 * 9 + 32) + (32 * 64 * 9 + 64) + (64 * 128 * 9 + 128)
-    encoder += 128 * 256 * 9 + 256
+    # conv 7x7 6->16, then 3x3 16->32->64->128->256 (weights, no biases; batch norm's scale and shift).
+    encoder = (
+        (6 * 16 * 49 + 2 * 16) + (16 * 32 * 9 + 2 * 32) + (32 * 64 * 9 + 2 * 64) + (64 * 128 * 9 + 2 * 128)
+    )
+    encoder += 128 * 256 * 9 + 2 * 256
     decoder = (256 * 256 + 256) + 2 * (256 * 256 * 9 + 256) + (256 * 6 + 6)
     assert sum(p.numel() for p in net.parameters()) == encoder + decoder
     T = net(torch.rand(2, 3, 64, 192), torch.rand(2, 3, 64, 192))

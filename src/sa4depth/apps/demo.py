@@ -298,8 +298,8 @@ def run_demo(
             synthetic.render_dataset(
                 data_root, scene="driving", sequences=4, frames=12, height=height, width=width, seed=seed
             )
-        else:
-            synthetic.benchmark_set(data_root, height=height, width=width, workers=2 if parallel else 1)
+    if not quick:
+        synthetic.ensure_benchmark(data_root, height, width, workers=2 if parallel else 1)
     common = [
         f"data.root={data_root}",
         f"data.height={height}",

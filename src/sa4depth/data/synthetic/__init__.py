@@ -13,7 +13,13 @@ edges (pixels whose primitive differs from a neighbour's). Depth is the z-depth 
 **sky has depth 0 (unknown)**: it is infinitely far, so any ground-truth warp must mask it.
 """
 
-from sa4depth.data.synthetic.benchmark import BENCHMARK_SEED, BENCHMARK_SPLITS, benchmark_set, benchmark_specs
+from sa4depth.data.synthetic.benchmark import (
+    BENCHMARK_SEED,
+    BENCHMARK_SPLITS,
+    benchmark_set,
+    benchmark_specs,
+    ensure_benchmark,
+)
 from sa4depth.data.synthetic.contact_sheet import contact_sheet
 from sa4depth.data.synthetic.raycast import SKY_DEPTH
 from sa4depth.data.synthetic.scenes import SCENES
@@ -28,7 +34,7 @@ from sa4depth.data.synthetic.sequences import (
 from sa4depth.data.synthetic.sequences import (
     _setup as _setup,  # benchmarks/bench_synth.py times the renderer of one sequence through it
 )
-from sa4depth.data.synthetic.trajectories import BASE_SPEED, CAMERA_HEIGHT_RANGE
+from sa4depth.data.synthetic.trajectories import BASE_SPEED, CAMERA_HEIGHT_RANGE, WORLD_VERSION
 from sa4depth.data.synthetic.writer import FORMAT_VERSION, render_dataset
 
 __all__ = [
@@ -42,9 +48,11 @@ __all__ = [
     "SKY_DEPTH",
     "SequenceSpec",
     "SyntheticSequence",
+    "WORLD_VERSION",
     "benchmark_set",
     "benchmark_specs",
     "contact_sheet",
+    "ensure_benchmark",
     "intrinsics_matrix",
     "iter_frames",
     "render_dataset",

@@ -14,6 +14,9 @@ from sa4depth.data.synthetic.scenes import _driving_scene, _indoor_scene
 #: image width. At 0.25 m (before 2026-12) the median motion at 64 x 192 was 0.6-1.5 px and a third of
 #: the pixels moved under 0.5 px: depth learned ~2x slower on the curve (docs/design.md, "The CPU recipe").
 BASE_SPEED = {"driving": 0.75, "indoor": 0.06}
+#: Bumped whenever the same spec renders different frames: 2 (2026-12) added speed changes within a
+#: sequence and lane changes. `meta.yaml` records it; benchmarks refuse a folder of another version.
+WORLD_VERSION = 2
 CAMERA_HEIGHT_RANGE = {"driving": (1.4, 1.8), "indoor": (1.2, 1.6)}
 
 
@@ -47,11 +50,42 @@ def _wobble(rng: np.random.Generator, frames: int, amplitude: float) -> np.ndarr
     return out
 
 
+def _speed_profile(rng: np.random.Generator, frames: int, speed: float) -> np.ndarray:
+    """Metres travelled between consecutive frames, ``(frames - 1,)``, with mean ``speed``.
+
+    The speed changes within a sequence as a car's does in town: knots every 6-16 frames with a target
+    speed log-uniform in 0.4x-1.8x the mean, one knot in ten a near-stop (0.1x), and constant acceleration
+    or braking between knots. Before world version 2 every sequence kept one speed (+-8 %), and the pose net
+    learned each street's speed from its look instead of from the motion (docs/design.md).
+    """
+    knots = [0]
+    while knots[-1] < frames - 2:
+        knots.append(knots[-1] + int(rng.integers(6, 17)))
+    targets = np.exp(rng.uniform(np.log(0.4), np.log(1.8), len(knots)))
+    targets[rng.random(len(knots)) < 0.1] = 0.1
+    steps = np.interp(np.arange(frames - 1), knots, targets)
+    return steps * (speed / steps.mean())
+
+
 def _arc_steps(rng: np.random.Generator, frames: int, speed: float) -> np.ndarray:
-    """Distance travelled at each frame, ``(frames,)`` from 0, with +-8 % smooth speed variation."""
-    steps = 1.0 + 0.08 * np.sin(2 * np.pi * np.arange(frames - 1) / rng.uniform(30, 80) + rng.uniform(0, 6.3))
-    steps *= speed / steps.mean()
-    return np.concatenate([[0.0], np.cumsum(steps)])
+    """Distance travelled at each frame, ``(frames,)`` from 0 (`_speed_profile` accumulated)."""
+    return np.concatenate([[0.0], np.cumsum(_speed_profile(rng, frames, speed))])
+
+
+def _lane_changes(rng: np.random.Generator, z: np.ndarray, lane_w: float) -> np.ndarray:
+    """Lateral offset ``(len(z),)`` of a car changing lane every 15-50 m, each change over 20-40 m.
+
+    A change is a cosine ramp of one lane width to the left and the next one back, so the heading turns by
+    up to ~9 deg and the camera rotates by up to ~0.7 deg per metre-scaled frame: KITTI-like yaw that a pose
+    net must see (a gentle weave alone rotated the camera by 0.3 deg per frame, mostly pitch and roll).
+    """
+    offset = np.zeros_like(z)
+    start, delta = rng.uniform(0.0, 30.0), -lane_w
+    while start < z[-1]:
+        length = rng.uniform(20.0, 40.0)
+        offset += delta * (1 - np.cos(np.pi * np.clip((z - start) / length, 0.0, 1.0))) / 2
+        start, delta = start + length + rng.uniform(15.0, 50.0), -delta
+    return offset
 
 
 def _poses(position: np.ndarray, yaw, pitch, roll) -> np.ndarray:
@@ -62,7 +96,7 @@ def _poses(position: np.ndarray, yaw, pitch, roll) -> np.ndarray:
 
 
 def _driving(rng: np.random.Generator, frames: int, speed: float, camera_height: float):
-    """A gently weaving drive along the right lane of a straight street; returns (scene, T_world_cam)."""
+    """A drive along a straight street, weaving gently and changing lanes; returns (scene, T_world_cam)."""
     lanes = int(rng.integers(1, 3))
     lane_w, parking = rng.uniform(3.0, 3.6), 2.3
     street = {"lanes": lanes, "lane_w": lane_w, "parking": parking, "road_half": parking + lanes * lane_w}
@@ -74,10 +108,11 @@ def _driving(rng: np.random.Generator, frames: int, speed: float, camera_height:
     arc = _arc_steps(rng, frames, speed)
     z_dense = np.linspace(0.0, arc[-1] * 1.05 + 1.0, 20001)
     x_dense = lane_x + sum(a * np.sin(2 * np.pi * z_dense / p + ph) for a, p, ph in weave)
+    x_dense += _lane_changes(rng, z_dense, lane_w)
     s_dense = np.concatenate([[0], np.cumsum(np.hypot(np.diff(z_dense), np.diff(x_dense)))])
     z = np.interp(arc, s_dense, z_dense)
     x = np.interp(z, z_dense, x_dense)
-    slope = sum(a * 2 * np.pi / p * np.cos(2 * np.pi * z / p + ph) for a, p, ph in weave)
+    slope = np.interp(z, z_dense, np.gradient(x_dense, z_dense))
     y = -camera_height + _wobble(rng, frames, 0.02)
     pitch = np.deg2rad(rng.uniform(-1.0, 2.0) + _wobble(rng, frames, 0.6))
     roll = np.deg2rad(_wobble(rng, frames, 0.5))

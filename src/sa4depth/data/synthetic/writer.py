@@ -23,7 +23,7 @@ from sa4depth.data.synthetic.sequences import (
     intrinsics_matrix,
     iter_frames,
 )
-from sa4depth.data.synthetic.trajectories import BASE_SPEED, CAMERA_HEIGHT_RANGE
+from sa4depth.data.synthetic.trajectories import BASE_SPEED, CAMERA_HEIGHT_RANGE, WORLD_VERSION
 from sa4depth.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -158,6 +158,7 @@ def _dataset_meta(scene, seed, height, width, intrinsics, supersample, base_spee
     return {
         "generator": "sa4depth.data.synthetic",
         "format_version": FORMAT_VERSION,
+        "world_version": WORLD_VERSION,
         "scene": scene,
         "seed": int(seed),
         "height": int(height),
