@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from scipy.spatial.transform import Rotation
 
 from sa4depth.data import layout
 from sa4depth.data import synthetic as synth
@@ -188,6 +189,13 @@ def test_dataset_layout_round_trips(tmp_path):
         T = layout.read_poses(layout.sequence_dir(out, s["name"]) / "poses.txt")
         step = np.linalg.norm(np.diff(T[:, :3, 3], axis=0), axis=-1).mean()
         assert step == pytest.approx(s["speed_factor"] * synth.BASE_SPEED["driving"], rel=0.02)
+        steps = np.linalg.norm(np.diff(T[:, :3, 3], axis=0), axis=-1)
+        np.testing.assert_allclose(s["translation_range_m_per_frame"], [steps.min(), steps.max()], atol=1e-4)
+        relative = (np.linalg.inv(T[:-1]) @ T[1:])[:, :3, :3]
+        turns = np.degrees(Rotation.from_matrix(relative).magnitude())  # scipy's angle, not ours
+        assert [s["rotation_deg_per_frame"][k] for k in ("median", "max")] == pytest.approx(
+            [np.median(turns), turns.max()], abs=1e-3
+        )
     # Nothing left beside the output; same arguments give byte-identical files, in parallel too.
     assert [p.name for p in tmp_path.iterdir()] == ["synth"]
     again = synth.render_dataset(

@@ -69,9 +69,11 @@ def test_loss_decreases_when_overfitting_one_batch(world, pipeline):
 
 
 def test_overfitting_a_rendered_snippet_lowers_abs_rel(tmp_path):
-    """Self-supervision alone (no depth labels) must move depth towards the truth: after 40 steps on four
+    """Self-supervision alone (no depth labels) must move depth towards the truth: after 100 steps on four
     rendered street frames, AbsRel (median-scaled, against the renderer's exact depth) falls well below
-    the untrained network's. Measured here: 0.93 untrained, 0.53 after 40 steps (1 thread, seed 0)."""
+    the untrained network's. Measured here on world version 2: 0.693 untrained, 0.476 after 100 steps
+    (1 thread, torch seed 0; 40 steps, as on world version 1, gave only 0.629; with the poses detached
+    from the loss, 0.695)."""
     from sa4depth.data import synthetic
     from sa4depth.data.datamodule import build_dataset, collate
     from sa4depth.eval.depth_metrics import DepthMetricAccumulator
@@ -84,7 +86,7 @@ def test_overfitting_a_rendered_snippet_lowers_abs_rel(tmp_path):
         frames=6,
         height=64,
         width=192,
-        seed=3,
+        seed=1,
         split=(1.0, 0.0, 0.0),
         progress=False,
     )
@@ -116,7 +118,7 @@ def test_overfitting_a_rendered_snippet_lowers_abs_rel(tmp_path):
         model = DepthPoseModel(cfg)
         untrained = abs_rel(model)
         optim = torch.optim.Adam(model.parameters(), lr=3e-4)
-        for step in range(40):
+        for step in range(100):
             loss, _ = model.training_forward(batch, step)
             optim.zero_grad()
             loss.backward()

@@ -45,7 +45,10 @@ def _write_sequence(root: Path, name: str, spec: SequenceSpec, options: dict, on
     layout.write_cam(
         seq_dir / "cam.txt", intrinsics_matrix(options["height"], options["width"], options["intrinsics"])
     )
-    steps = np.linalg.norm(np.diff(np.stack(poses)[:, :3, 3], axis=0), axis=-1)
+    T = np.stack(poses)
+    steps = np.linalg.norm(np.diff(T[:, :3, 3], axis=0), axis=-1)
+    R_rel = np.swapaxes(T[:-1, :3, :3], 1, 2) @ T[1:, :3, :3]
+    turns = np.degrees(np.arccos(np.clip((np.trace(R_rel, axis1=1, axis2=2) - 1) / 2, -1.0, 1.0)))
     return {
         "name": name,
         "seed": int(spec.seed),
@@ -54,6 +57,12 @@ def _write_sequence(root: Path, name: str, spec: SequenceSpec, options: dict, on
         "speed_factor": float(spec.speed),
         "speed_m_per_frame": round(spec.speed_m_per_frame(options["base_speed"]), 6),
         "mean_translation_m_per_frame": round(float(steps.mean()), 6),
+        # How much the motion varies within the sequence (world version 2 varies speed and heading).
+        "translation_range_m_per_frame": [round(float(steps.min()), 4), round(float(steps.max()), 4)],
+        "rotation_deg_per_frame": {
+            "median": round(float(np.median(turns)), 4),
+            "max": round(float(turns.max()), 4),
+        },
         "camera_height_m": spec.resolved_height(),
     }
 
