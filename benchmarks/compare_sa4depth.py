@@ -30,7 +30,10 @@ from sa4depth.data.layout import atomic_write_text
 from sa4depth.eval.report_table import write_metrics_json
 from sa4depth.recipes import recipe_path
 
-SC_DEPTH = ["loss.pipeline=sc_depth", "loss.smoothness_weight=0.1", "loss.num_scales=1"]
+# Smoothness 0.01, not SC-Depth's 0.1: on world version 2 with the batch-norm pose CNN, 0.1 flattened the
+# disparity to one constant by step 50 (val AbsRel 0.534 from then on); 0.01 reached val 0.32 at step
+# 400 (docs/design.md, "World version 2"; chosen on the validation streets).
+SC_DEPTH = ["loss.pipeline=sc_depth", "loss.smoothness_weight=0.01", "loss.num_scales=1"]
 VARIANTS = {
     "monodepth2": ["loss.pipeline=monodepth2"],
     "monodepth2+sa4depth": ["loss.pipeline=monodepth2", "refine.enabled=true"],
