@@ -131,7 +131,7 @@ def render_sequence(
         height: image height in pixels.
         width: image width in pixels.
         seed: scene layout, camera path and noise all follow from it.
-        speed: factor on the scene's base speed (`BASE_SPEED`: 0.25 m/frame driving, 0.06 indoor).
+        speed: factor on the scene's mean base speed (`BASE_SPEED`: 0.75 m/frame driving, 0.06 indoor).
         camera_height: metres above the ground; None = middle of `CAMERA_HEIGHT_RANGE`.
         intrinsics: normalised ``(fx/W, fy/H, cx/W, cy/H)``; KITTI's by default.
         supersample: sub-pixel rays per axis at geometric edges (1 = off).

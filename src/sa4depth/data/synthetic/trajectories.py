@@ -76,8 +76,8 @@ def _lane_changes(rng: np.random.Generator, z: np.ndarray, lane_w: float) -> np.
     """Lateral offset ``(len(z),)`` of a car changing lane every 15-50 m, each change over 20-40 m.
 
     A change is a cosine ramp of one lane width to the left and the next one back, so the heading turns by
-    up to ~9 deg and the camera rotates by up to ~0.7 deg per metre-scaled frame: KITTI-like yaw that a pose
-    net must see (a gentle weave alone rotated the camera by 0.3 deg per frame, mostly pitch and roll).
+    up to ~9 deg, about 0.7 deg per frame at 0.75 m per frame: KITTI-like yaw that a pose net must see (a
+    gentle weave alone rotated the camera by 0.3 deg per frame, mostly pitch and roll).
     """
     offset = np.zeros_like(z)
     start, delta = rng.uniform(0.0, 30.0), -lane_w
