@@ -95,14 +95,12 @@ def world(speed: float, size: tuple[int, int] = (64, 192)) -> Path:
     height, width = size
     suffix = "" if size == (64, 192) else f"_{height}x{width}"
     root = Path(f"data/recipe_world_speed{speed:g}{suffix}")
-    if not (root / "splits").is_dir():
-        default = synthetic.BASE_SPEED["driving"]
-        synthetic.BASE_SPEED["driving"] = speed  # one process, one worker: the change reaches the renderer
-        try:
-            synthetic.benchmark_set(root, height=height, width=width, workers=1)
-        finally:
-            synthetic.BASE_SPEED["driving"] = default
-    return root
+    default = synthetic.BASE_SPEED["driving"]
+    synthetic.BASE_SPEED["driving"] = speed  # one process, one worker: the change reaches the renderer
+    try:  # renders a missing world; refuses one of another world version, speed or size
+        return synthetic.ensure_benchmark(root, height, width, workers=1)
+    finally:
+        synthetic.BASE_SPEED["driving"] = default
 
 
 def run(name: str) -> None:

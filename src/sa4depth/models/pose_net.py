@@ -86,11 +86,9 @@ class SmallPoseEncoder(nn.Module):
         layers, in_ch = [], 6
         for i, ch in enumerate(channels):
             k = 7 if i == 0 else 3
-            if SMALL_ENCODER_BATCH_NORM:
-                conv = nn.Conv2d(in_ch, ch, k, stride=2, padding=k // 2, bias=False)
-                layers.append(nn.Sequential(conv, nn.BatchNorm2d(ch), nn.ReLU(True)))
-            else:
-                layers.append(nn.Sequential(nn.Conv2d(in_ch, ch, k, stride=2, padding=k // 2), nn.ReLU(True)))
+            conv = nn.Conv2d(in_ch, ch, k, stride=2, padding=k // 2, bias=not SMALL_ENCODER_BATCH_NORM)
+            norm = [nn.BatchNorm2d(ch)] if SMALL_ENCODER_BATCH_NORM else []
+            layers.append(nn.Sequential(conv, *norm, nn.ReLU(True)))
             in_ch = ch
         self.layers = nn.ModuleList(layers)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).repeat(2).view(1, 6, 1, 1), persistent=False)

@@ -88,8 +88,13 @@ def ensure_benchmark(
         raise InputError(
             meta_file, f"cannot read the benchmark's meta.yaml ({e.__class__.__name__})"
         ) from None
-    found = tuple(meta.get(k) for k in ("world_version", "base_speed_m_per_frame", "height", "width"))
-    found = (found[0] or 1, *found[1:])  # world version 1 wrote no version
+    if not isinstance(meta, dict):
+        raise InputError(meta_file, f"the benchmark's meta.yaml holds a {type(meta).__name__}, not a mapping")
+    # World version 1 wrote no version.
+    found = (
+        meta.get("world_version", 1),
+        *(meta.get(k) for k in ("base_speed_m_per_frame", "height", "width")),
+    )
     wanted = (WORLD_VERSION, BASE_SPEED["driving"], height, width)
     if found != wanted:
         describe = "world version {}, {} m/frame, {}x{}".format
