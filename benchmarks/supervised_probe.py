@@ -66,7 +66,10 @@ def main() -> None:
     torch.manual_seed(args.seed)
     cfg = load_config(recipe_path("synthetic_cpu"), args.overrides)
     m, o = cfg.model, cfg.optim
-    net = DepthNet(encoder=m.encoder, pretrained=None, min_depth=m.min_depth, max_depth=m.max_depth).train()
+    # The same encoder initialisation as training (`model.pretrained=imagenet` loads the packaged Lite0).
+    pretrained = True if m.pretrained == "imagenet" else m.pretrained
+    net = DepthNet(encoder=m.encoder, pretrained=pretrained, min_depth=m.min_depth, max_depth=m.max_depth)
+    net.train()
     train_set = build_dataset(cfg.data, "train", train=True)
     generator = torch.Generator().manual_seed(args.seed)
     loader = DataLoader(

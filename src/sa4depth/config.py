@@ -40,9 +40,12 @@ class ModelConfig:
     """The depth and pose networks: encoders, ImageNet weights, and the depth range of the output."""
 
     encoder: str = "resnet18"
+    # ImageNet weights of the depth encoder: a file, "imagenet" for the packaged EfficientNet-Lite0, or None.
     pretrained: str | None = None
-    # The pose net's encoder: "resnet18" (Monodepth2) or "small" (a 5-layer CNN, the CPU recipe's).
+    # The pose net's encoder: "resnet18" (Monodepth2), "efficientnet_lite0" (the CPU recipe's) or "small".
     pose_encoder: str = "resnet18"
+    # The pose encoder's ImageNet weights, as `pretrained` (Monodepth2 starts both encoders from ImageNet).
+    pose_pretrained: str | None = None
     min_depth: float = 0.1
     max_depth: float = 100.0
 
@@ -356,6 +359,13 @@ def validate_config(cfg: Config, source: str = "config", overrides: list[str] | 
     count("data.max_val_samples", d.max_val_samples, 0)
     one_of("model.encoder", m.encoder, ENCODERS)
     one_of("model.pose_encoder", m.pose_encoder, POSE_ENCODERS)
+    for key, value, encoder in (
+        ("model.pretrained", m.pretrained, m.encoder),
+        ("model.pose_pretrained", m.pose_pretrained, m.pose_encoder),
+    ):
+        # Only EfficientNet-Lite0's weights ship in a package; other encoders need a file.
+        need(key, value != "imagenet" or encoder == "efficientnet_lite0", "'imagenet' needs efficientnet_lite0")
+    need("model.pose_pretrained", m.pose_pretrained is None or m.pose_encoder != "small", "the small pose encoder has no ImageNet weights")
     positive("model.min_depth", m.min_depth)
     need(
         "model.max_depth",

@@ -159,6 +159,11 @@ def test_unknown_encoder(capsys, world):
     check(capsys, train_args(world, "model.encoder=resnet7"), "command line", "'model.encoder'", "'resnet7'")
 
 
+def test_packaged_imagenet_weights_for_a_resnet_pose_encoder(capsys, world):
+    args = train_args(world, "model.pose_encoder=resnet18", "model.pose_pretrained=imagenet")
+    check(capsys, args, "command line", "model.pose_pretrained", "efficientnet_lite0")
+
+
 def test_sync_batchnorm_on_cpu(capsys, world):
     check(capsys, train_args(world, "trainer.sync_batchnorm=true"), "config", "needs GPUs")
 

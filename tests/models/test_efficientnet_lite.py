@@ -125,6 +125,20 @@ def test_pretrained_encoder_equals_classifier_trunk(classifier):
         torch.testing.assert_close(g, e)
 
 
+def test_pair_encoder_of_two_equal_images_equals_the_single_image_trunk(classifier):
+    # The pose encoder's 6-channel stem holds the ImageNet kernel twice, halved (Monodepth2's rule), so
+    # (image, image) must give exactly the pretrained single-image activations.
+    enc = EfficientNetLiteEncoder(pretrained=True, num_input_images=2).eval()
+    image = torch.rand(1, 3, 64, 96)
+    with torch.no_grad():
+        expected = classifier.forward_features((image - LITE_MEAN) / LITE_STD)
+        got = enc(torch.cat([image, image], dim=1))
+    for e, g in zip(expected, got, strict=True):
+        torch.testing.assert_close(g, e, rtol=1e-3, atol=1e-4)
+    with pytest.raises(ValueError, match=r"\(B, 6, H, W\)"):
+        enc(image)
+
+
 def test_load_errors(tmp_path):
     wrong = tmp_path / "resnet18.pth"
     torch.save(ResNet(18).state_dict(), wrong)

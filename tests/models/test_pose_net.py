@@ -91,6 +91,15 @@ def test_small_encoder_is_cheap_and_learns_through_every_layer():
     assert all(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in net.parameters())
 
 
+def test_lite0_pose_encoder_predicts_a_pose_per_pair():
+    net = PoseNet(encoder="efficientnet_lite0")
+    T = net(torch.rand(2, 3, 64, 96), torch.rand(2, 3, 64, 96))
+    assert T.shape == torch.Size([2])
+    assert T.t.abs().max() < 1e-2  # near identity at init, like the other encoders
+    with pytest.raises(ValueError, match="weights path"):
+        PoseNet(encoder="resnet18", pretrained_path=True)
+
+
 def test_unknown_encoder_and_pretrained_small_are_refused(tmp_path):
     with pytest.raises(ValueError, match="unknown pose encoder"):
         PoseNet(encoder="vgg")

