@@ -2,8 +2,9 @@
 
 Usage (one thread; results/refine_cost/<name>.json):
     OMP_NUM_THREADS=1 python benchmarks/refine_before_after.py --before 0d96280 --name before_after_64x192
-    OMP_NUM_THREADS=1 python benchmarks/refine_before_after.py --before 0d96280 --name before_after_192x640 \
-        --repeats 5 --overrides model.encoder=resnet18 model.pose_encoder=resnet18 data.height=192 data.width=640
+    OMP_NUM_THREADS=1 python benchmarks/refine_before_after.py --before 0d96280 \
+        --name before_after_192x640 --repeats 5 --overrides model.encoder=resnet18 \
+        model.pose_encoder=resnet18 data.height=192 data.width=640
 
 The earlier commit's ``src/`` is extracted with ``git archive`` and imported as a second copy of the
 package, so baseline, "before" and "after" steps alternate (A, B, C, A, B, C, ...) under the same
@@ -86,7 +87,8 @@ def loss_and_grads(model, batch) -> tuple[float, list[torch.Tensor]]:
     model.zero_grad(set_to_none=True)
     loss = model.training_forward(batch)[0]
     loss.backward()
-    return float(loss.detach()), [p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in model.parameters()]
+    grads = [torch.zeros_like(p) if p.grad is None else p.grad.clone() for p in model.parameters()]
+    return float(loss.detach()), grads
 
 
 def main() -> None:
@@ -149,8 +151,8 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{args.name}.json"
     path.write_text(json.dumps(result, indent=2))
-    print(json.dumps({k: result[k] for k in ("median_step_s", "overhead_before", "overhead_after", "equivalence")},
-                     indent=1), f"\nwritten {path}")
+    keys = ("median_step_s", "overhead_before", "overhead_after", "equivalence")
+    print(json.dumps({k: result[k] for k in keys}, indent=1), f"\nwritten {path}")
 
 
 if __name__ == "__main__":

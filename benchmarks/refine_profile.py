@@ -101,8 +101,15 @@ def parts(overrides: list[str]) -> dict:
 
     def levels():
         return [
-            build_level(feats_tgt[first + k], conf_tgt[first + k], feats_src[first + k],
-                        conf_src[first + k], depth, camera, c.depth_pool)
+            build_level(
+                feats_tgt[first + k],
+                conf_tgt[first + k],
+                feats_src[first + k],
+                conf_src[first + k],
+                depth,
+                camera,
+                c.depth_pool,
+            )
             for k in range(c.levels)
         ]
 
@@ -129,14 +136,13 @@ def parts(overrides: list[str]) -> dict:
         return run
 
     failed_all = torch.zeros(T0.shape[0], dtype=torch.bool)
-    depth_net_input = batch["images"]
+    depth_tgt = depth[: batch["images"].shape[0]].detach()  # the step's depth, as the term sees it
 
     def pose_photometric_fwd_bwd():
         poses = model.predict_poses(batch["images_aug"])
-        with torch.no_grad():
-            d = model.depth_from_disp(model.depth_net(depth_net_input[:, 0])[0])
         reference = model.pose_net_objective.prepare(batch["images"])
-        loss, _ = model.pose_net_objective.photometric(batch["images"], d, poses, batch_camera(batch), reference)
+        objective = model.pose_net_objective
+        loss, _ = objective.photometric(batch["images"], depth_tgt, poses, batch_camera(batch), reference)
         loss.backward()
 
     def pose_net_fwd_bwd():
