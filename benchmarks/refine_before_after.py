@@ -91,12 +91,56 @@ def loss_and_grads(model, batch) -> tuple[float, list[torch.Tensor]]:
     return float(loss.detach()), grads
 
 
+def lm_pair(model, model_before, old: dict, batch: dict) -> tuple[dict, dict]:
+    """The LM alone, forward + backward, before and after, on this step's inputs; and how far apart
+    their refined poses and input gradients are."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from refine_profile import lm_inputs
+
+    args = lm_inputs(model, batch)
+    geometry = old["sa4depth.geometry"]
+    # The same tensors, wrapped in the earlier commit's Camera and Pose.
+    args_before = (*args[:5], geometry.Camera(args[5].data), geometry.Pose(args[6].data))
+    leaves = [*(t for group in args[:4] for t in group), args[4], args[6].data]
+
+    def fwd_bwd(lm, lm_args):
+        for t in leaves:
+            t.grad = None
+        T, _ = lm(*lm_args)
+        (T.data * torch.linspace(1, 2, 12)).sum().backward()
+        return T.data.detach(), [t.grad.clone() for t in leaves]
+
+    lm, lm_before = model.refinement.lm, model_before.refinement.lm
+    with use_modules(old):
+        T_before, grads_before = fwd_bwd(lm_before, args_before)
+    T_after, grads_after = fwd_bwd(lm, args)
+    equivalence = {
+        "max_abs_pose_difference": float((T_before - T_after).abs().max()),
+        "max_abs_input_grad_difference": max(
+            float((a - b).abs().max()) for a, b in zip(grads_before, grads_after, strict=True)
+        ),
+        "max_abs_input_grad": max(float(a.abs().max()) for a in grads_before),
+    }
+    runs = {
+        "lm_before": (old, lambda: fwd_bwd(lm_before, args_before)),
+        "lm_after": (None, lambda: fwd_bwd(lm, args)),
+    }
+    return runs, equivalence
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--before", required=True, help="git revision of the 'before' code")
     parser.add_argument("--name", default="before_after_64x192")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--overrides", nargs="*", default=[])
+    parser.add_argument(
+        "--variants",
+        nargs="*",
+        default=[],
+        type=lambda v: (v.split("=", 1)[0], v.split("=", 1)[1].split(",")),
+        help="more SA4Depth runs with the current code, NAME=override,override (proposals: cost only)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     before_info = machine_info()
@@ -117,7 +161,12 @@ def main() -> None:
         loss_after, grads_after = loss_and_grads(runs["sa4depth_after"][1][0], batch)
         grad_diff = max(float((a - b).abs().max()) for a, b in zip(grads_before, grads_after, strict=True))
         grad_scale = max(float(a.abs().max()) for a in grads_before)
-        times: dict[str, list[float]] = {k: [] for k in runs}
+        for name, extra in args.variants:
+            runs[name] = (None, build(None, [*refine, *extra]))
+        lm_runs, lm_equivalence = lm_pair(
+            runs["sa4depth_after"][1][0], runs["sa4depth_before"][1][0], old, batch
+        )
+        times: dict[str, list[float]] = {k: [] for k in [*runs, *lm_runs]}
         for r in range(2 + args.repeats):
             for name, (package, (model, optimizer)) in runs.items():
                 with use_modules(package) if package else contextlib.nullcontext():
@@ -125,6 +174,12 @@ def main() -> None:
                     optimizer.zero_grad(set_to_none=True)
                     model.training_forward(batch)[0].backward()
                     optimizer.step()
+                    if r >= 2:
+                        times[name].append(time.perf_counter() - start)
+            for name, (package, fn) in lm_runs.items():
+                with use_modules(package) if package else contextlib.nullcontext():
+                    start = time.perf_counter()
+                    fn()
                     if r >= 2:
                         times[name].append(time.perf_counter() - start)
     med = {k: round(statistics.median(v), 5) for k, v in times.items()}
@@ -140,6 +195,9 @@ def main() -> None:
         "median_step_s": med,
         "overhead_before": round(med["sa4depth_before"] / med["baseline_before"] - 1, 4),
         "overhead_after": round(med["sa4depth_after"] / med["baseline"] - 1, 4),
+        "overhead_of_variants": {n: round(med[n] / med["baseline"] - 1, 4) for n, _ in args.variants},
+        "variants": {n: extra for n, extra in args.variants},
+        "lm_equivalence": lm_equivalence,
         "equivalence": {
             "loss_before": loss_before,
             "loss_after": loss_after,
@@ -151,7 +209,8 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{args.name}.json"
     path.write_text(json.dumps(result, indent=2))
-    keys = ("median_step_s", "overhead_before", "overhead_after", "equivalence")
+    keys = ("median_step_s", "overhead_before", "overhead_after", "overhead_of_variants", "equivalence")
+    keys = (*keys, "lm_equivalence")
     print(json.dumps({k: result[k] for k in keys}, indent=1), f"\nwritten {path}")
 
 
