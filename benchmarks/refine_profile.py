@@ -92,8 +92,8 @@ def parts(overrides: list[str]) -> dict:
     first = len(feats_tgt) - c.levels
 
     def feature_fwd_bwd():
-        out = ref.feature_net(images)
-        sum(f.sum() for f in out["features"] + out["confidence"]).backward()
+        feats, confs = ref.features(images)
+        sum(f.sum() for f in feats + confs).backward()
 
     def lm_fwd_bwd():
         T, _ = lm(*args)
@@ -151,7 +151,7 @@ def parts(overrides: list[str]) -> dict:
     out = {
         "step_baseline": lambda: train_step(base, base_opt, batch),
         "step_sa4depth": lambda: train_step(model, opt, batch),
-        "feature_net_fwd": lambda: ref.feature_net(images),
+        "feature_net_fwd": lambda: ref.features(images),
         "feature_net_fwd_bwd": feature_fwd_bwd,
         "lm_fwd": lambda: lm(*args),
         "lm_fwd_bwd": lm_fwd_bwd,
