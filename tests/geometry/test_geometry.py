@@ -44,6 +44,27 @@ class TestPose:
             skew = torch.tensor([[0, -3.0, 2.0], [3.0, 0, -1.0], [-2.0, 1.0, 0]], dtype=torch.float64)
             torch.testing.assert_close(J, -skew, atol=1e-4, rtol=0)
 
+    @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+    def test_exp_equals_kornia_on_both_sides_of_the_taylor_switch(self, dtype):
+        """Our Rodrigues exp (the LM's update, for speed) and kornia's So3.exp: same R and dR/dw."""
+        from kornia.geometry.liegroup import So3
+
+        axis = torch.tensor([0.3, -0.5, 0.8], dtype=torch.float64)
+        axis = axis / axis.norm()
+        for theta in (0.0, 1e-9, 1e-5, 0.999e-3, 1.001e-3, 0.1, 1.0, math.pi - 1e-6):
+            w = (theta * axis).to(dtype)
+
+            def ours(w):
+                return Pose.from_aa(w, torch.zeros_like(w)).R
+
+            def kornia(w):
+                return So3.exp(w[None]).matrix()[0]
+
+            tol = {"atol": 1e-12, "rtol": 0} if dtype == torch.float64 else {"atol": 1e-6, "rtol": 0}
+            torch.testing.assert_close(ours(w), kornia(w), **tol)
+            J = torch.autograd.functional.jacobian(ours, w)
+            torch.testing.assert_close(J, torch.autograd.functional.jacobian(kornia, w), **tol)
+
     def test_world_poses_to_relative(self):
         """poses.txt rows are T_world_cam; T_src_tgt = T_world_src^-1 T_world_tgt maps tgt points to src."""
         T_world_tgt = Pose.from_aa(torch.zeros(3), torch.tensor([0.0, 0.0, 0.0]))

@@ -4,7 +4,13 @@ import pytest
 import torch
 
 from sa4depth.geometry import Camera, Pose
-from sa4depth.losses.photometric import PhotometricTarget, min_reprojection_loss, photometric_error, ssim
+from sa4depth.losses.photometric import (
+    PhotometricTarget,
+    box_mean3,
+    min_reprojection_loss,
+    photometric_error,
+    ssim,
+)
 from sa4depth.losses.sc_depth import depth_inconsistency
 from sa4depth.losses.smoothness import edge_aware_smoothness
 
@@ -36,6 +42,18 @@ def test_ssim_matches_the_definition_computed_window_by_window():
     torch.testing.assert_close(ssim(x, y)[0, 0], expected)
     reference = PhotometricTarget(y, alpha=1.0)
     torch.testing.assert_close(reference.error(x)[0, 0], ((1 - expected) / 2).clamp(0, 1))
+
+
+def test_box_mean_equals_avg_pool_in_value_and_gradient():
+    """SSIM's separable 3x3 box mean (for speed) is avg_pool2d(3, stride 1) to float32 rounding."""
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 66, 194, requires_grad=True)
+    weights = torch.randn(2, 3, 64, 192)
+    got, want = box_mean3(x), torch.nn.functional.avg_pool2d(x, 3, 1)
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
+    (grad,) = torch.autograd.grad((got * weights).sum(), x)
+    (grad_want,) = torch.autograd.grad((want * weights).sum(), x)
+    torch.testing.assert_close(grad, grad_want, rtol=0, atol=1e-6)
 
 
 def test_photometric_error_mixes_ssim_and_l1():

@@ -203,6 +203,56 @@ def test_gradients_reach_feature_net_depth_and_initial_pose(plane_scene):
     assert lm.damping.logit.grad.abs().sum() > 0
 
 
+def test_step_equals_the_public_layers_with_their_casts_and_guards(plane_scene):
+    """`LMRefiner.step` skips the public functions' casts and autocast guards (for speed): its pose,
+    failure mask, valid count, cost and gradients must be exactly those of the public layers composed,
+    for a good element and for one that fails (too few valid points)."""
+    from sa4depth.refine import build_level, build_system, lm_step, residual_jacobian, robust_cost
+
+    image_tgt, image_src, depth, camera, T_gt = plane_scene
+    feats, confs = image_pyramid_features(torch.cat([image_tgt, image_src]).float(), 1, finest_stride=2)
+    feat, conf = feats[0].requires_grad_(), confs[0]
+    depth = depth.float().expand(2, -1, -1, -1)
+    camera = Camera(camera.data.float().expand(2, -1))
+    # Element 1 is turned 26 degrees away: 1742 valid points, fewer than min_valid, so its step fails.
+    lm = LMRefiner(LMConfig(levels=1, iterations=1, min_valid=2000))
+    T = Pose(
+        torch.cat(
+            [
+                perturb(Pose(T_gt.data.float()), 1.0, 0.1, seed=0).data,
+                Pose.from_aa(torch.tensor([[0.0, 0.45, 0.0]]), torch.zeros(1, 3)).data,
+            ]
+        )
+    )
+    T.data.requires_grad_()
+    level = build_level(
+        feat[:1].expand(2, -1, -1, -1),
+        conf[:1].expand(2, -1, -1, -1),
+        feat[1:].expand(2, -1, -1, -1),
+        conf[1:].expand(2, -1, -1, -1),
+        depth,
+        camera,
+    )
+    lam = lm.damping(0)
+
+    T_new, failed, n_valid, cost = lm.step(T, level, lam)
+    lin = residual_jacobian(T, level)
+    rho, rho_prime = robust_cost((lin.residuals**2).sum(1), "cauchy", 0.1)
+    n_ref = (lin.valid & (lin.weights > 0)).sum(-1)
+    g, H = build_system(lin.J_feat, lin.J_geom, lin.residuals, lin.weights * rho_prime)
+    delta, failed_ref = lm_step(g, H, lam, mask=n_ref >= 2000, eps=lm.config.eps)
+    T_ref = Pose.from_aa(delta[..., :3], delta[..., 3:]) @ T
+    T_ref = torch.where(failed_ref[..., None], T.data, T_ref.data)
+    assert failed.tolist() == failed_ref.tolist() == [False, True] and 0 < n_valid[1] < 2000
+    assert torch.equal(n_valid, n_ref) and torch.equal(T_new.data, T_ref)
+    assert torch.equal(cost, (lin.weights * rho).sum(-1) / lin.weights.sum(-1).clamp(min=lm.config.eps))
+    assert not cost.requires_grad
+    grads = torch.autograd.grad(T_new.data.sum(), (feat, T.data))
+    grads_ref = torch.autograd.grad(T_ref.sum(), (feat, T.data))
+    for a, b in zip(grads, grads_ref, strict=True):
+        assert torch.equal(a, b)
+
+
 def test_detach_between_levels_cuts_the_initial_pose_gradient():
     feats, conf, feats_src, conf_src, depth, camera, T = _tiny_problem()
     for detach, expect_grad in ((False, True), (True, False)):

@@ -103,6 +103,32 @@ def test_batched_sources_equal_one_solve_per_source():
         torch.testing.assert_close(batched[j].data, single[0].data, rtol=0, atol=1e-12)
 
 
+def test_channels_last_feature_net_gives_the_contiguous_features_and_gradients():
+    """The own-encoder feature net runs channels-last for speed: same features, confidences and
+    weight gradients as the same weights in the default layout, handed to the LM contiguous."""
+    import copy
+
+    from sa4depth.models.depth_net import DepthNet
+    from sa4depth.train.refinement import PoseRefinement
+
+    torch.manual_seed(0)
+    refinement = PoseRefinement(load_config(None, []).refine, DepthNet()).double()
+    reference = copy.deepcopy(refinement.feature_net).to(memory_format=torch.contiguous_format)
+    assert refinement.feature_net.decoder[0][0].weight.is_contiguous(memory_format=torch.channels_last)
+    images = torch.rand(3, 3, 64, 96, dtype=torch.float64)
+    feats, confs = refinement.features(images)
+    out = reference(images)
+    expected = out["features"] + out["confidence"]
+    weights = [torch.randn_like(x) for x in expected]
+    for got, want in zip(feats + confs, expected, strict=True):
+        assert got.is_contiguous()
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+    sum((x * w).sum() for x, w in zip(feats + confs, weights, strict=True)).backward()
+    sum((x * w).sum() for x, w in zip(expected, weights, strict=True)).backward()
+    for p_cl, p_ref in zip(refinement.feature_net.parameters(), reference.parameters(), strict=True):
+        torch.testing.assert_close(p_cl.grad, p_ref.grad, rtol=1e-10, atol=1e-12)
+
+
 def test_every_lm_setting_is_read_from_yaml_and_reaches_the_lm(tmp_path):
     """Each `LMConfig` field, set in a YAML ``refine`` section, is what the training-time LM runs with."""
     import dataclasses

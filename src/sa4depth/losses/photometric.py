@@ -9,11 +9,21 @@ import torch
 import torch.nn.functional as F
 
 
+def box_mean3(x: torch.Tensor) -> torch.Tensor:
+    """3x3 box mean without padding, ``(B, C, H, W)`` -> ``(B, C, H - 2, W - 2)``.
+
+    ``F.avg_pool2d(x, 3, 1)`` to rounding, as separable sums: measured ~10x faster forward and ~8x
+    forward + backward on the CPU at 64x192 (a training step runs it about a dozen times per SSIM loss).
+    """
+    rows = x[..., :-2] + x[..., 1:-1] + x[..., 2:]
+    return (rows[..., :-2, :] + rows[..., 1:-1, :] + rows[..., 2:, :]) / 9
+
+
 def window_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """What SSIM needs from one image: the reflection-padded image, its 3x3 box mean and variance."""
     padded = F.pad(x, (1, 1, 1, 1), mode="reflect")
-    mu = F.avg_pool2d(padded, 3, 1)
-    return padded, mu, F.avg_pool2d(padded * padded, 3, 1) - mu**2
+    mu = box_mean3(padded)
+    return padded, mu, box_mean3(padded * padded) - mu**2
 
 
 def ssim(x: torch.Tensor, y: torch.Tensor, y_stats: tuple | None = None) -> torch.Tensor:
@@ -31,7 +41,7 @@ def ssim(x: torch.Tensor, y: torch.Tensor, y_stats: tuple | None = None) -> torc
     c1, c2 = 0.01**2, 0.03**2
     x_pad, mu_x, sigma_x = window_stats(x)
     y_pad, mu_y, sigma_y = window_stats(y) if y_stats is None else y_stats
-    sigma_xy = F.avg_pool2d(x_pad * y_pad, 3, 1) - mu_x * mu_y
+    sigma_xy = box_mean3(x_pad * y_pad) - mu_x * mu_y
     num = (2 * mu_x * mu_y + c1) * (2 * sigma_xy + c2)
     den = (mu_x**2 + mu_y**2 + c1) * (sigma_x + sigma_y + c2)
     return num / den

@@ -19,8 +19,8 @@ from sa4depth.refine.residuals import DEPTH_POOLS, LevelProblem, build_level, re
 from sa4depth.refine.solver import (
     ROBUST_KERNELS,
     Damping,
-    build_system,
-    lm_step,
+    _build_system,
+    _lm_step,
     robust_cost,
     solve_dtype,
 )
@@ -210,12 +210,15 @@ class LMRefiner(nn.Module):
         weights = lin.weights
         rho, rho_prime = robust_cost((lin.residuals**2).sum(1), c.robust, c.robust_scale)
         n_valid = (lin.valid & (weights > 0)).sum(-1)
-        g, H = build_system(lin.J_feat, lin.J_geom, lin.residuals, weights * rho_prime)
-        delta, failed = lm_step(g, H, lambda_, mask=n_valid >= c.min_valid, eps=c.eps)
+        # `_refine` already runs in the solve dtype with autocast off, so the public functions' casts and
+        # autocast guards are skipped (they were a measurable share of a step's operations).
+        g, H = _build_system(lin.J_feat, lin.J_geom, lin.residuals, weights * rho_prime)
+        delta, failed = _lm_step(g, H, lambda_, n_valid >= c.min_valid, c.eps)
         T_new = Pose.from_aa(delta[..., :3], delta[..., 3:]) @ T
         # Exactly the previous pose where the step failed (not I @ T, which could round).
         T_new = Pose(torch.where(failed[..., None], T.data, T_new.data))
-        cost = (weights * rho).sum(-1) / weights.sum(-1).clamp(min=c.eps)
+        with torch.no_grad():  # a detached log: no autograd graph for it
+            cost = (weights * rho).sum(-1) / weights.sum(-1).clamp(min=c.eps)
         return T_new, failed, n_valid, cost
 
     def _check_inputs(self, feats_tgt, conf_tgt, feats_src, conf_src, depth_tgt, camera, T_init) -> None:
