@@ -67,7 +67,7 @@ def main() -> None:
     cfg = load_config(recipe_path("synthetic_cpu"), args.overrides)
     m, o = cfg.model, cfg.optim
     # The same encoder initialisation as training (`model.pretrained=imagenet` loads the packaged Lite0).
-    pretrained = True if m.pretrained == "imagenet" else m.pretrained
+    pretrained = m.weights(m.pretrained)
     net = DepthNet(encoder=m.encoder, pretrained=pretrained, min_depth=m.min_depth, max_depth=m.max_depth)
     net.train()
     train_set = build_dataset(cfg.data, "train", train=True)

@@ -42,12 +42,17 @@ class ModelConfig:
     encoder: str = "resnet18"
     # ImageNet weights of the depth encoder: a file, "imagenet" for the packaged EfficientNet-Lite0, or None.
     pretrained: str | None = None
-    # The pose net's encoder: "resnet18" (Monodepth2), "efficientnet_lite0" (the CPU recipe's) or "small".
+    # The pose net's encoder: "resnet18" (Monodepth2), "efficientnet_lite0", or "small" (the CPU recipe's).
     pose_encoder: str = "resnet18"
     # The pose encoder's ImageNet weights, as `pretrained` (Monodepth2 starts both encoders from ImageNet).
     pose_pretrained: str | None = None
     min_depth: float = 0.1
     max_depth: float = 100.0
+
+    @staticmethod
+    def weights(value: str | None) -> bool | str | None:
+        """A ``pretrained`` value as the encoders take it: True for "imagenet" (the packaged Lite0)."""
+        return True if value == "imagenet" else value
 
 
 #: The loss recipes `loss.pipeline` names; `sa4depth.train.objectives.OBJECTIVES` implements each (the
@@ -364,8 +369,14 @@ def validate_config(cfg: Config, source: str = "config", overrides: list[str] | 
         ("model.pose_pretrained", m.pose_pretrained, m.pose_encoder),
     ):
         # Only EfficientNet-Lite0's weights ship in a package; other encoders need a file.
-        need(key, value != "imagenet" or encoder == "efficientnet_lite0", "'imagenet' needs efficientnet_lite0")
-    need("model.pose_pretrained", m.pose_pretrained is None or m.pose_encoder != "small", "the small pose encoder has no ImageNet weights")
+        need(
+            key, value != "imagenet" or encoder == "efficientnet_lite0", "'imagenet' needs efficientnet_lite0"
+        )
+    need(
+        "model.pose_pretrained",
+        m.pose_pretrained is None or m.pose_encoder != "small",
+        "the small pose encoder has no ImageNet weights",
+    )
     positive("model.min_depth", m.min_depth)
     need(
         "model.max_depth",

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sa4depth.errors import InputError
-from sa4depth.models.resnet import load_matching_state_dict, read_state_dict
+from sa4depth.models.resnet import load_matching_state_dict, read_state_dict, stack_first_kernel
 
 logger = logging.getLogger(__name__)
 
@@ -205,10 +205,7 @@ def load_lite0_weights(model: EfficientNetLite0, path: str | os.PathLike | None 
     """
     path = default_weights_path() if path is None else path
     state = dict(read_state_dict(path))
-    n_in = model._conv_stem.in_channels
-    w = state.get("_conv_stem.weight")
-    if w is not None and w.ndim == 4 and w.shape[1] == 3 and n_in % 3 == 0 and n_in != 3:
-        state["_conv_stem.weight"] = w.repeat(1, n_in // 3, 1, 1) / (n_in // 3)
+    stack_first_kernel(state, "_conv_stem.weight", model._conv_stem.in_channels)
     load_matching_state_dict(
         model, state, path, "EfficientNet-Lite0", drop_prefixes=("_conv_head.", "_bn1.", "_fc.")
     )

@@ -181,6 +181,18 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     return state
 
 
+def stack_first_kernel(state: dict[str, torch.Tensor], key: str, in_channels: int) -> None:
+    """Widen the 3-channel ImageNet kernel ``state[key]`` in place for ``in_channels = 3 * n`` stacked images.
+
+    The kernel is repeated n times and divided by n (Monodepth2's pose encoder), so a stack of n equal
+    images gives the single-image activations. Anything else is left for the shape check to report.
+    """
+    w = state.get(key)
+    if w is not None and w.ndim == 4 and w.shape[1] == 3 and in_channels % 3 == 0 and in_channels != 3:
+        n = in_channels // 3
+        state[key] = w.repeat(1, n, 1, 1) / n
+
+
 def load_matching_state_dict(
     model: nn.Module, state: dict[str, torch.Tensor], path: str | os.PathLike, arch: str, drop_prefixes=()
 ) -> None:
@@ -230,11 +242,7 @@ def load_imagenet_weights(model: ResNet, path: str | os.PathLike) -> None:
         InputError: the file is missing or unreadable, or is not a state_dict of this architecture.
     """
     state = dict(read_state_dict(path))
-    n_in = model.conv1.in_channels
-    w = state.get("conv1.weight")
-    if w is not None and w.ndim == 4 and w.shape[1] == 3 and n_in % 3 == 0 and n_in != 3:
-        n = n_in // 3
-        state["conv1.weight"] = w.repeat(1, n, 1, 1) / n
+    stack_first_kernel(state, "conv1.weight", model.conv1.in_channels)
     load_matching_state_dict(
         model, state, path, f"torchvision resnet{model.num_layers}", drop_prefixes=("fc.",)
     )

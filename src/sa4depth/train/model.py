@@ -31,12 +31,13 @@ class DepthPoseModel(nn.Module):
         super().__init__()
         self.cfg = cfg
         m = cfg.model
-        # "imagenet": the ImageNet weights a package ships (EfficientNet-Lite0); a path loads a file.
-        pretrained, pose_pretrained = (True if w == "imagenet" else w for w in (m.pretrained, m.pose_pretrained))
         self.depth_net = DepthNet(
-            encoder=m.encoder, pretrained=pretrained, min_depth=m.min_depth, max_depth=m.max_depth
+            encoder=m.encoder,
+            pretrained=m.weights(m.pretrained),
+            min_depth=m.min_depth,
+            max_depth=m.max_depth,
         )
-        self.pose_net = PoseNet(encoder=m.pose_encoder, pretrained_path=pose_pretrained)
+        self.pose_net = PoseNet(encoder=m.pose_encoder, pretrained_path=m.weights(m.pose_pretrained))
         self.objective = build_objective(cfg.loss)
         self.refinement = None
         if cfg.refine.enabled:
