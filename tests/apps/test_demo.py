@@ -10,14 +10,14 @@ def test_quick_demo_writes_table_json_and_picture(tmp_path, capsys):
     assert main(["demo", "--quick", "--out", str(out)]) == 0
     results = json.loads((out / "comparison.json").read_text())
     assert set(results) == {"monodepth2", "monodepth2+sa4depth"}
-    # Measured on world version 2 (seed 0): 20 steps teach the pose net, not yet the depth. 5-frame ATE
-    # 0.152 (baseline) / 0.150 (+SA4Depth) m and mean |log pose-depth scale ratio| 1.79 / 1.78; with the
-    # depth net's output zeroed 0.724 m and 8.83, with the poses detached from the loss 1.196 m and 7.17.
-    # AbsRel cannot tell them apart yet (0.830 / 0.832 trained, 0.826 for the constant depth of the
-    # zeroed net): it is only checked to be a plausible value.
+    # Measured on world version 2 with the recipe's ImageNet Lite0 nets (seed 0): 20 steps teach the pose
+    # net, not yet the depth. 5-frame ATE 0.199 (baseline) / 0.182 (+SA4Depth) m and mean |log pose-depth
+    # scale ratio| 1.80 / 1.75; with the depth net's output zeroed 0.753 m and 8.24. AbsRel cannot tell
+    # them apart yet (0.815 / 0.919 trained, 0.826 for the constant depth of the zeroed net): it is only
+    # checked to be a plausible value.
     for name, r in results.items():
         assert r["depth"]["count"] == 10, name
-        assert 0.3 < r["depth"]["abs_rel"] < 0.95, name
+        assert 0.3 < r["depth"]["abs_rel"] < 0.99, name
         assert r["pose"]["ate_5frame_mean"] < 0.45, name
         assert r["pose_depth_scale_ratio"]["mean_abs_log"] < 5.0, name
         assert "seq_scale_std" in r["scale_consistency"], name
