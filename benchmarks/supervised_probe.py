@@ -101,7 +101,7 @@ def main() -> None:
                 print(f"step {step}: val AbsRel {curve['val_abs_rel'][-1]:.3f}", flush=True)
             if step == args.steps:
                 break
-    name = "_".join([f"seed{args.seed}", *(o.replace("=", "-") for o in args.overrides)])
+    name = "_".join([f"seed{args.seed}", *(o.replace("=", "-").replace("/", "-") for o in args.overrides)])
     command = f"python benchmarks/supervised_probe.py --steps {args.steps} --seed {args.seed}"
     write_metrics_json(
         Path(args.out) / f"{name}.json",
