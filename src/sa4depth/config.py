@@ -42,7 +42,7 @@ class ModelConfig:
     encoder: str = "resnet18"
     # ImageNet weights of the depth encoder: a file, "imagenet" for the packaged EfficientNet-Lite0, or None.
     pretrained: str | None = None
-    # The pose net's encoder: "resnet18" (Monodepth2), "efficientnet_lite0", or "small" (the CPU recipe's).
+    # The pose net's encoder: "resnet18" (Monodepth2), "efficientnet_lite0" (the CPU recipe's) or "small".
     pose_encoder: str = "resnet18"
     # The pose encoder's ImageNet weights, as `pretrained` (Monodepth2 starts both encoders from ImageNet).
     pose_pretrained: str | None = None
