@@ -100,3 +100,34 @@ def test_welch_table_gives_the_hand_computed_t_and_tests_the_ratio_as_distance_f
     assert cells[columns.index("abs_rel")].startswith("t=+3.67")
     assert abs(float(cells[columns.index("pose_depth_ratio")].split(",")[0][2:])) < 0.01
     assert "sc_depth+sa4depth" not in table
+
+
+def test_demo_levers_skip_finished_resume_unfinished_and_read_the_step_lightning_logged(
+    tmp_path, monkeypatch
+):
+    levers = _load("demo_levers")
+    monkeypatch.setattr(levers, "OUT", tmp_path)
+    finished = tmp_path / "recipe"
+    finished.mkdir()
+    curve = {
+        "val/abs_rel": {"step": [199, 399, 599], "value": [0.5, 0.3, 0.2]},
+        "val/a1": {"step": [599], "value": [0.75]},
+        "val/pose_depth_scale_ratio": {"step": [599], "value": [1.04]},
+    }
+    (finished / "curve.json").write_text(json.dumps(curve))
+    resumes = []
+    monkeypatch.setattr(levers, "train", lambda cfg, resume, enable_progress_bar: resumes.append(resume))
+    monkeypatch.setattr(levers, "load_scalars", lambda run_dir: {})
+    levers.run("recipe")  # finished: not trained again
+    unfinished = tmp_path / "pose_lr10"
+    (unfinished / "checkpoints").mkdir(parents=True)
+    (unfinished / "checkpoints" / "last.ckpt").write_bytes(b"x")
+    levers.run("pose_lr10")
+    assert resumes == [True]
+    assert json.loads((unfinished / "curve.json").read_text())["overrides"] == ["optim.pose_lr_scale=10"]
+    assert levers.value_at(curve, "val/abs_rel", 400) == "0.300"
+    assert levers.value_at(curve, "val/abs_rel", 300) == "-"
+    assert (
+        "| recipe | the CPU recipe as the demo runs it | 0.500 / 0.300 / 0.200 | 0.750 | 1.040 |"
+        in levers.table()
+    )

@@ -105,10 +105,12 @@ class OptimConfig:
 
     ``schedule="step"``: Monodepth2's, ``lr`` times ``gamma`` every ``step_size`` epochs.
     ``schedule="cosine"``: linear warm-up over ``warmup_steps`` optimizer steps, then a cosine decay to
-    zero at ``trainer.max_steps`` (short step budgets, the CPU recipe).
+    zero at ``trainer.max_steps`` (short step budgets, the CPU recipe). ``pose_lr_scale``: the pose
+    net's learning rate is ``lr`` times this (1 everywhere but where a recipe says otherwise).
     """
 
     lr: float = 1e-4
+    pose_lr_scale: float = 1.0
     step_size: int = 15
     gamma: float = 0.1
     grad_clip: float | None = None
@@ -419,6 +421,7 @@ def validate_config(cfg: Config, source: str = "config", overrides: list[str] | 
     weight("refine.pose_consistency_weight", r.pose_consistency_weight)
     count("refine.warmup_steps", r.warmup_steps, 0)
     positive("optim.lr", o.lr)
+    positive("optim.pose_lr_scale", o.pose_lr_scale)
     count("optim.step_size", o.step_size, 1)
     positive("optim.gamma", o.gamma)
     need(

@@ -159,6 +159,33 @@ def test_cosine_schedule_warms_up_then_decays_to_zero():
         DepthPoseSystem(cfg).configure_optimizers()
 
 
+def test_pose_lr_scale_gives_the_pose_net_its_own_learning_rate_under_the_schedule():
+    from sa4depth.errors import InputError
+    from sa4depth.train.system import DepthPoseSystem
+
+    overrides = ["model.pose_encoder=small", "optim.schedule=cosine", "optim.lr=1e-3", "trainer.max_steps=10"]
+    system = DepthPoseSystem(load_config(None, [*overrides, "optim.pose_lr_scale=4"]))
+    conf = system.configure_optimizers()
+    opt, sched = conf["optimizer"], conf["lr_scheduler"]["scheduler"]
+    pose_ids = {id(p) for p in system.model.pose_net.parameters()}
+    depth_group, pose_group = opt.param_groups
+    assert {id(p) for p in pose_group["params"]} == pose_ids
+    assert not pose_ids & {id(p) for p in depth_group["params"]}
+    n_trainable = sum(1 for p in system.model.parameters() if p.requires_grad)
+    assert len(depth_group["params"]) + len(pose_group["params"]) == n_trainable
+    for _ in range(5):  # half-way through the cosine: both at half their peak, still 4x apart
+        opt.step()
+        sched.step()
+    assert depth_group["lr"] == pytest.approx(5e-4) and pose_group["lr"] == pytest.approx(2e-3)
+    # Scale 1 keeps one group: checkpoints from before the option resume into the same optimizer layout.
+    assert (
+        len(DepthPoseSystem(load_config(None, overrides)).configure_optimizers()["optimizer"].param_groups)
+        == 1
+    )
+    with pytest.raises(InputError, match="pose_lr_scale"):
+        load_config(None, [*overrides, "optim.pose_lr_scale=0"])
+
+
 def test_relative_pose_feeds_pairs_in_time_order_and_inverts_past_sources():
     """Past and future sources against ground-truth motion, with a pose net that knows the true motion
     but only answers for pairs in time order (the contract of `DepthPoseModel.relative_pose`)."""

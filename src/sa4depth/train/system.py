@@ -183,10 +183,25 @@ class DepthPoseSystem(L.LightningModule):
                 for b, saved in zip(self.model.buffers(), self._buffers_before_step, strict=True):
                     b.copy_(saved)
 
+    def parameter_groups(self) -> list[dict]:
+        """Adam's parameter groups: the pose net at ``optim.pose_lr_scale`` times ``optim.lr``, the rest at it.
+
+        One group when the scale is 1, so that checkpoints written before the option existed resume.
+        """
+        o = self.cfg.optim
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        if o.pose_lr_scale == 1.0:
+            return [{"params": trainable, "lr": o.lr}]
+        pose = {id(p) for p in self.model.pose_net.parameters()}
+        groups = [
+            {"params": [p for p in trainable if id(p) not in pose], "lr": o.lr},
+            {"params": [p for p in trainable if id(p) in pose], "lr": o.lr * o.pose_lr_scale},
+        ]
+        return [g for g in groups if g["params"]]
+
     def configure_optimizers(self):
         o = self.cfg.optim
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        optimizer = torch.optim.Adam(params, lr=o.lr)
+        optimizer = torch.optim.Adam(self.parameter_groups(), lr=o.lr)
         if o.schedule == "step":
             scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=o.step_size, gamma=o.gamma)
             return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
