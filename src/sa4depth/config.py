@@ -46,6 +46,10 @@ class ModelConfig:
     pose_encoder: str = "resnet18"
     # The pose encoder's ImageNet weights, as `pretrained` (Monodepth2 starts both encoders from ImageNet).
     pose_pretrained: str | None = None
+    # Keep the ImageNet batch-norm statistics of the pretrained encoders during training (their layers
+    # stay in eval mode; scale and shift still learn). With batch 4 the batch statistics are noisy and
+    # the running averages lag the changing weights, so train and eval see different networks.
+    freeze_bn: bool = False
     min_depth: float = 0.1
     max_depth: float = 100.0
 
@@ -378,6 +382,12 @@ def validate_config(cfg: Config, source: str = "config", overrides: list[str] | 
         "model.pose_pretrained",
         m.pose_pretrained is None or m.pose_encoder != "small",
         "the small pose encoder has no ImageNet weights",
+    )
+    need(
+        "model.freeze_bn",
+        not m.freeze_bn or m.pretrained is not None or m.pose_pretrained is not None,
+        "needs a pretrained encoder (model.pretrained or model.pose_pretrained): "
+        "untrained batch-norm statistics would be frozen at 0 and 1",
     )
     positive("model.min_depth", m.min_depth)
     need(

@@ -228,3 +228,45 @@ def test_config_names_exactly_the_implemented_pipelines():
     from sa4depth.train.objectives import OBJECTIVES
 
     assert tuple(OBJECTIVES) == PIPELINES
+
+
+def test_freeze_bn_keeps_the_pretrained_encoders_imagenet_statistics_in_training():
+    from sa4depth.errors import InputError
+    from sa4depth.train.system import DepthPoseSystem
+
+    lite0 = [
+        "model.encoder=efficientnet_lite0",
+        "model.pretrained=imagenet",
+        "model.pose_encoder=efficientnet_lite0",
+        "model.pose_pretrained=imagenet",
+    ]
+    torch.manual_seed(0)
+    images = torch.rand(2, 3, 64, 96)
+
+    def stats_after_a_training_forward(*extra):
+        system = DepthPoseSystem(load_config(None, [*lite0, *extra])).train()
+        encoders = (system.model.depth_net.encoder, system.model.pose_net.encoder)
+        before = [{k: v.clone() for k, v in e.state_dict().items() if "running" in k} for e in encoders]
+        system.model.depth_net(images)
+        system.model.pose_net(images, images.flip(-1))
+        changed = [
+            any(not torch.equal(v, e.state_dict()[k]) for k, v in b.items())
+            for e, b in zip(encoders, before, strict=True)
+        ]
+        return system, changed
+
+    system, changed = stats_after_a_training_forward("model.freeze_bn=true")
+    assert changed == [False, False]
+    assert system.model.depth_net.decoder.training and system.model.pose_net.decoder.training
+    # Training mode now normalises exactly as evaluation does.
+    depth_encoder = system.model.depth_net.encoder
+    train_out = depth_encoder(images)[-1]
+    depth_encoder.eval()
+    assert torch.allclose(train_out, depth_encoder(images)[-1])
+    # Without the switch the same forward passes move the running averages of both encoders.
+    assert stats_after_a_training_forward()[1] == [True, True]
+    # A from-scratch encoder is left as it is; with none pretrained the switch is refused.
+    mixed, changed = stats_after_a_training_forward("model.freeze_bn=true", "model.pose_pretrained=null")
+    assert changed == [False, True]
+    with pytest.raises(InputError, match="freeze_bn"):
+        load_config(None, ["model.freeze_bn=true"])

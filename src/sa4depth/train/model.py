@@ -47,6 +47,27 @@ class DepthPoseModel(nn.Module):
         # The pose net's own min-reprojection term is the same whatever the pipeline's depth loss.
         self.pose_net_objective = Monodepth2Objective(cfg.loss)
 
+    def frozen_bn_encoders(self) -> list[nn.Module]:
+        """The ImageNet-initialised encoders whose batch norm ``model.freeze_bn`` keeps in eval mode."""
+        if not self.cfg.model.freeze_bn:
+            return []
+        m = self.cfg.model
+        pretrained = ((m.pretrained, self.depth_net.encoder), (m.pose_pretrained, self.pose_net.encoder))
+        return [encoder for weights, encoder in pretrained if weights is not None]
+
+    def train(self, mode: bool = True) -> DepthPoseModel:
+        """`nn.Module.train`, but ``model.freeze_bn`` keeps the pretrained encoders' batch norm in eval.
+
+        Their running statistics then stay the ImageNet ones and normalise in training exactly as in
+        evaluation; the batch-norm scale and shift are still trained.
+        """
+        super().train(mode)
+        for encoder in self.frozen_bn_encoders():
+            for layer in encoder.modules():
+                if isinstance(layer, nn.modules.batchnorm._BatchNorm):
+                    layer.eval()
+        return self
+
     def depth_from_disp(self, disp: torch.Tensor) -> torch.Tensor:
         return disp_to_depth(disp, self.cfg.model.min_depth, self.cfg.model.max_depth)[1]
 

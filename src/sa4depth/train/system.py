@@ -184,7 +184,7 @@ class DepthPoseSystem(L.LightningModule):
                     b.copy_(saved)
 
     def parameter_groups(self) -> list[dict]:
-        """Adam's parameter groups: the pose net at ``optim.pose_lr_scale`` times ``optim.lr``, the rest at it.
+        """Adam's parameter groups: the pose net at ``optim.pose_lr_scale`` x ``optim.lr``, the rest at it.
 
         One group when the scale is 1, so that checkpoints written before the option existed resume.
         """
