@@ -84,11 +84,13 @@ class RefineConfig(LMConfig):
     ``refine.checkpoint_lm``) are inherited from `LMConfig`, so their meaning and defaults are defined
     once, there. ``warmup_steps``: optimizer steps trained without refinement first (the LM needs a
     usable depth; see docs/design.md). ``grad_through_lm=false`` leaves learned features untrained
-    (their only signal passes the LM).
+    (their only signal passes the LM). ``finest_stride``: the learned features' finest level, in input
+    pixels (levels at ``finest_stride * 2^k``, coarse to fine).
     """
 
     enabled: bool = False
     features: str = "learned"
+    finest_stride: int = 4
     share_encoder: bool = False
     grad_through_lm: bool = True
     pose_photometric_weight: float = 1.0
@@ -403,6 +405,11 @@ def validate_config(cfg: Config, source: str = "config", overrides: list[str] | 
     need("loss.num_scales", 1 <= loss.num_scales <= 4, "must be in 1..4 (the decoder's output scales)")
     one_of("refine.features", r.features, ("learned", "rgb"))
     count("refine.levels", r.levels, 1)
+    need(
+        "refine.finest_stride",
+        r.finest_stride >= 2 and r.finest_stride & (r.finest_stride - 1) == 0,
+        "must be a power of 2, at least 2",
+    )
     count("refine.iterations", r.iterations, 0)
     one_of("refine.robust", r.robust, ROBUST_KERNELS)
     positive("refine.robust_scale", r.robust_scale)

@@ -165,6 +165,19 @@ def test_every_lm_setting_is_read_from_yaml_and_reaches_the_lm(tmp_path):
     assert refinement.lm.damping.log_range == (-4.0, 2.0)  # the learned damping's bounds, not the defaults
 
 
+def test_finest_stride_sets_the_learned_feature_levels():
+    """``refine.finest_stride=2`` gives the LM levels at strides 8, 4, 2: a 32 x 96 finest map at 64 x 192."""
+    from sa4depth.models.depth_net import DepthNet
+    from sa4depth.train.refinement import PoseRefinement
+
+    for overrides, strides in (([], [16, 8, 4]), (["refine.finest_stride=2"], [8, 4, 2])):
+        cfg = load_config(None, ["refine.enabled=true", *overrides])
+        refinement = PoseRefinement(cfg.refine, DepthNet())
+        feats, confs = refinement.features(torch.rand(2, 3, 64, 192))
+        assert [tuple(f.shape[-2:]) for f in feats] == [(64 // s, 192 // s) for s in strides]
+        assert [tuple(c.shape[-2:]) for c in confs] == [(64 // s, 192 // s) for s in strides]
+
+
 @pytest.mark.parametrize(
     ("override", "key", "fragment"),
     [
@@ -173,6 +186,7 @@ def test_every_lm_setting_is_read_from_yaml_and_reaches_the_lm(tmp_path):
         ("refine.damping_log_min=inf", "refine.damping_log_min", "finite"),
         ("refine.learned_damping=true", "refine.damping", "10^refine.damping_log_max"),
         ("refine.levels=0", "refine.levels", ">= 1"),
+        ("refine.finest_stride=3", "refine.finest_stride", "power of 2"),
     ],
 )
 def test_bad_lm_settings_are_one_line_config_errors(override, key, fragment):

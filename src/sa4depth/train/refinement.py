@@ -58,7 +58,9 @@ class PoseRefinement(nn.Module):
         self.feature_net = None
         if cfg.features == "learned":
             shared = list(depth_net.encoder.num_ch_enc) if cfg.share_encoder else None
-            self.feature_net = FeatureNet(levels=cfg.levels, shared_encoder_channels=shared)
+            self.feature_net = FeatureNet(
+                levels=cfg.levels, finest_stride=cfg.finest_stride, shared_encoder_channels=shared
+            )
             if not cfg.share_encoder:
                 # Channels-last convolutions: measured 13 % faster forward + backward of the own encoder at
                 # 64x192 (the same numbers to rounding); its outputs go back to contiguous for the LM.
