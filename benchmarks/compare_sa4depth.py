@@ -173,7 +173,7 @@ def main() -> None:
     args = parser.parse_args()
 
     recipe = recipe_path(args.recipe)
-    base = load_config(recipe)
+    base = load_config(recipe, args.overrides)  # the overrides may change the size the set is rendered at
     out = Path(args.out)
     steps = args.steps or base.trainer.max_steps
     synthetic.ensure_benchmark(args.data, base.data.height, base.data.width)
