@@ -4,6 +4,13 @@ One column per pipeline, baseline and + SA4Depth overlaid, mean over seeds with 
 Reads the ``curve.json`` that `compare_sa4depth.py` writes into every run folder (validation split).
 
     python benchmarks/plot_learning_curves.py benchmarks/results/converged   # -> .../learning_curves.png
+
+``--lever LABEL=FOLDER:VARIANT`` (repeated) instead overlays one variant from several result folders,
+e.g. a baseline under different recipes, in one column:
+
+    python benchmarks/plot_learning_curves.py --out levers.png \
+        --lever recipe=benchmarks/results/pretrained_3000:monodepth2 \
+        --lever "frozen BN=benchmarks/results/frozen_bn_3000:monodepth2"
 """
 
 from __future__ import annotations
@@ -101,15 +108,77 @@ def plot(curves: dict[str, list[dict]], out_png: Path) -> None:
     plt.close(fig)
 
 
+def plot_levers(levers: list[tuple[str, list[dict]]], out_png: Path) -> None:
+    """One column: each lever's mean curve (band over its seeds) of every panel's tag."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(PANELS), 1, figsize=(6, 6.5), squeeze=False)
+    for r, (tag, panel) in enumerate(PANELS):
+        ax = axes[r, 0]
+        for k, (label, runs) in enumerate(levers):
+            band = mean_band(runs, tag)
+            if band is None:
+                continue
+            steps, mean, std = band
+            colour = f"C{k}"
+            seeds = f"mean of {len(runs)} seeds" if len(runs) > 1 else "one seed"
+            ax.plot(steps, mean, color=colour, marker="o", markersize=3, label=f"{label} ({seeds})")
+            ax.fill_between(steps, mean - std, mean + std, color=colour, alpha=0.2, linewidth=0)
+        if tag == "val/pose_depth_scale_ratio":
+            ax.axhline(1.0, color="grey", linewidth=0.8, linestyle="--")
+        ax.set_title(panel, fontsize=10)
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel(panel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle("band: +- one sample std over seeds", fontsize=9)
+    fig.tight_layout()
+    save_png(fig, out_png, dpi=100, tight=False)
+    plt.close(fig)
+
+
+def parse_lever(text: str) -> tuple[str, Path, str]:
+    """``LABEL=FOLDER:VARIANT`` -> (label, folder, variant folder prefix)."""
+    label, sep, rest = text.partition("=")
+    folder, sep2, variant = rest.rpartition(":")
+    if not (sep and sep2 and label and folder and variant):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected LABEL=FOLDER:VARIANT")
+    return label, Path(folder), variant.replace("+", "_")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("folder", type=Path, help="a compare_sa4depth.py result folder")
+    parser.add_argument("folder", type=Path, nargs="?", help="a compare_sa4depth.py result folder")
+    parser.add_argument(
+        "--lever",
+        type=parse_lever,
+        action="append",
+        default=[],
+        help="LABEL=FOLDER:VARIANT, repeated: overlay these runs instead (needs --out)",
+    )
     parser.add_argument("--out", type=Path, help="PNG to write (default: FOLDER/learning_curves.png)")
     parser.add_argument("--seeds", type=int, nargs="+", help="only these seeds (default: every seed found)")
     parser.add_argument("--finished-only", action="store_true", help="leave out runs still training")
     args = parser.parse_args()
+    if args.lever:
+        if args.out is None:
+            raise SystemExit("error: --lever needs --out")
+        levers = []
+        for label, folder, variant in args.lever:
+            runs = load_curves(folder, args.seeds, args.finished_only).get(variant)
+            if not runs:
+                raise SystemExit(f"error: {folder}: no {variant}_seed<N> run inside")
+            levers.append((label, runs))
+        plot_levers(levers, args.out)
+        print(f"written: {args.out}")
+        return
+    if args.folder is None:
+        raise SystemExit("error: give a result folder or --lever")
     curves = load_curves(args.folder, args.seeds, args.finished_only)
     if not curves:
         raise SystemExit(f"error: {args.folder}: no <variant>_seed<N>/curve.json inside")

@@ -34,6 +34,20 @@ def test_mean_band_averages_the_steps_every_seed_reached():
     assert plot.mean_band(runs, "val/a1") is None
 
 
+def test_lever_curves_parse_label_folder_and_variant():
+    import argparse
+
+    plot = _load("plot_learning_curves")
+    assert plot.parse_lever("frozen BN=results/a:b:monodepth2+sa4depth") == (
+        "frozen BN",
+        Path("results/a:b"),
+        "monodepth2_sa4depth",
+    )
+    for bad in ("no-equals", "label=folder-without-variant", "=f:v", "l=:v", "l=f:"):
+        with pytest.raises(argparse.ArgumentTypeError, match="LABEL=FOLDER:VARIANT"):
+            plot.parse_lever(bad)
+
+
 def test_finished_run_is_reused_not_retrained(tmp_path, monkeypatch):
     compare = _load("compare_sa4depth")
     run_dir = tmp_path / "monodepth2_seed0"
