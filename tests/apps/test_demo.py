@@ -3,13 +3,16 @@
 import json
 
 from sa4depth.apps.cli import main
+from sa4depth.apps.demo import CONSTANT_ROW
 
 
 def test_quick_demo_writes_table_json_and_picture(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--quick", "--out", str(out)]) == 0
     results = json.loads((out / "comparison.json").read_text())
+    constant = results.pop(CONSTANT_ROW)
     assert set(results) == {"monodepth2", "monodepth2+sa4depth"}
+    assert constant["depth"]["count"] == 10 and 0.3 < constant["depth"]["abs_rel"] < 0.99
     # Measured on world version 2 with the recipe's ImageNet Lite0 nets (seed 0): 20 steps teach the pose
     # net, not yet the depth. 5-frame ATE 0.199 (baseline) / 0.182 (+SA4Depth) m and mean |log pose-depth
     # scale ratio| 1.80 / 1.75; with the depth net's output zeroed 0.753 m and 8.24. AbsRel cannot tell
@@ -23,6 +26,8 @@ def test_quick_demo_writes_table_json_and_picture(tmp_path, capsys):
         assert "seq_scale_std" in r["scale_consistency"], name
     table = (out / "comparison.md").read_text()
     assert "monodepth2+sa4depth" in table and "AbsRel ↓" in table and "δ<1.25 ↑" in table
+    constant_line = next(line for line in table.splitlines() if line.startswith(f"| {CONSTANT_ROW}"))
+    assert f"{constant['depth']['abs_rel']:.4f}" in constant_line
     # The table says what was run, and does not print a number for a measure it cannot compute.
     assert "20 steps per model" in table and "64x192" in table and "from 1 held-out sequence" in table
     assert "n/a: needs >= 2 sequences" in table

@@ -29,6 +29,8 @@ VARIANTS = {
     "monodepth2+sa4depth": ["refine.enabled=true"],
 }
 RECIPE = "synthetic_cpu"
+# The reference row of the table: a constant depth map, median-scaled per image like the models.
+CONSTANT_ROW = "constant depth (reference)"
 DEMO_RESOLUTION = (64, 192)
 QUICK_STEPS = 20
 # Measured from a fresh clone on an idle 2-core machine (README, "Two commands"): rendering, both
@@ -98,6 +100,8 @@ def comparison_markdown(rows: dict[str, dict], context: dict, n_sequences: int) 
         f"({context['frames']} frames from {n_sequences} held-out sequence{'s' if n_sequences != 1 else ''}, "
         "never trained on); "
         "depth per image with median scaling, ground truth in metres (RMSE and ATE in metres).",
+        f"- `{CONSTANT_ROW}`: one depth for every pixel, median-scaled like the models, i.e. no "
+        "structure learned at all; a trained model should be far below its AbsRel.",
         "- ↓ lower is better, ↑ higher is better; the pose-depth ratio is best at 1. Seq Scale Std: "
         "std / mean of the per-sequence mean scale; within-seq CV: mean coefficient of variation of the "
         "per-frame scale inside a sequence (docs/protocols.md).",
@@ -276,6 +280,7 @@ def run_demo(
     """
     from sa4depth.data import synthetic
     from sa4depth.data.datamodule import build_dataset
+    from sa4depth.eval.evaluate import constant_depth_reference
 
     recipe = load_config(recipe_path(RECIPE))
     steps = QUICK_STEPS if quick and steps is None else steps or recipe.trainer.max_steps
@@ -330,6 +335,9 @@ def run_demo(
         rows[name] = flat_summary(results[name])
     cfg = load_config(recipe_path(RECIPE), common)
     test_set = build_dataset(cfg.data, "test", train=False)
+    # The floor: what a network that learned no structure scores under the same protocol.
+    constant = constant_depth_reference(cfg, "test")
+    rows[CONSTANT_ROW] = flat_summary(constant)
     n_seq = number_of_sequences(next(iter(results.values())))
     context = {
         "steps": steps,
@@ -347,7 +355,7 @@ def run_demo(
     }
     text = comparison_markdown(rows, context, n_seq)
     atomic_write_text(out / "comparison.md", text)
-    write_metrics_json(out / "comparison.json", results)
+    write_metrics_json(out / "comparison.json", {**results, CONSTANT_ROW: constant})
     depth_figure(models, test_set, out / "depth_comparison.png")
     print(text)
     print(f"written: {out / 'comparison.md'}, {out / 'comparison.json'}, {out / 'depth_comparison.png'}")

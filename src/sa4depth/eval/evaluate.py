@@ -85,6 +85,25 @@ def evaluate_model(
     return results
 
 
+def constant_depth_reference(cfg: Config, split: str = "test", protocol: str | None = None) -> dict:
+    """Depth metrics of a constant depth map on ``split``: the floor a trained network must beat.
+
+    With median scaling a constant prediction becomes each image's median ground-truth depth, so this
+    is what a network that has learned no structure at all scores under the same protocol.
+
+    Returns:
+        ``{"split", "protocol", "depth"}`` as in `evaluate_model` (depth metrics only).
+    """
+    dataset = build_dataset(cfg.data, split, train=False)
+    accumulator = DepthMetricAccumulator(get_protocol(protocol or cfg.eval_protocol))
+    for i in range(len(dataset)):
+        sample = dataset[i]
+        if sample["has_depth"]:
+            gt = sample["depth"][0]
+            accumulator.update(torch.ones_like(gt), gt, sequence=sample["sequence"])
+    return {"split": split, "protocol": accumulator.protocol.name, "depth": accumulator.compute()}
+
+
 def _pose_results(pairs: dict[str, list]) -> dict:
     t_gt, t_pred, s_depth = [], [], []
     ates = []
