@@ -129,8 +129,8 @@ def run_one(run_dir: Path, overrides: list[str], recipe: Path) -> dict:
 
 
 def write_untrained_reference(args, out: Path, recipe: Path) -> None:
-    """The same networks before any training: what "learns" has to beat."""
-    from sa4depth.eval.evaluate import evaluate_model
+    """The same networks before any training, and a constant depth map: what "learns" has to beat."""
+    from sa4depth.eval.evaluate import constant_depth_reference, evaluate_model
     from sa4depth.train.model import DepthPoseModel
 
     rows = []
@@ -138,11 +138,13 @@ def write_untrained_reference(args, out: Path, recipe: Path) -> None:
         torch.manual_seed(seed)
         cfg = load_config(recipe, [f"data.root={args.data}", *args.overrides])
         rows.append(flat_summary(evaluate_model(DepthPoseModel(cfg), cfg, split="test")))
-    table = summarise({"untrained": rows})
+    constant = flat_summary(constant_depth_reference(cfg, "test"))
+    table = summarise({"untrained": rows, "constant depth": [constant]})
     out.mkdir(parents=True, exist_ok=True)
-    (out / "untrained.md").write_text(
+    atomic_write_text(
+        out / "untrained.md",
         f"Command: python benchmarks/compare_sa4depth.py --untrained-reference --seeds "
-        f"{' '.join(map(str, args.seeds))} --out {out}\n\n{table}\n"
+        f"{' '.join(map(str, args.seeds))} --out {out}\n\n{table}\n",
     )
     print(table)
 
