@@ -145,3 +145,33 @@ def test_demo_levers_skip_finished_resume_unfinished_and_read_the_step_lightning
         "| recipe | the CPU recipe as the demo runs it | 0.500 / 0.300 / 0.200 | 0.750 | 1.040 |"
         in levers.table()
     )
+
+
+def test_pose_oracle_trains_on_the_batch_ground_truth_poses(monkeypatch):
+    from sa4depth.config import load_config
+    from sa4depth.train.model import DepthPoseModel
+
+    oracle = _load("pose_oracle")
+    monkeypatch.setattr(DepthPoseModel, "training_forward", DepthPoseModel.training_forward)  # restored after
+    oracle.use_ground_truth_poses()
+    model = DepthPoseModel(load_config(None, ["model.pose_encoder=small", "loss.num_scales=1"]))
+    model.pose_net.forward = lambda *a: pytest.fail("the pose net was asked for a pose")
+    seen = []
+
+    class Recorder:
+        needs_source_depth = False
+
+        def __call__(self, images, pred, *args):
+            seen.append(pred.poses)
+            return images.sum() * 0.0, {}
+
+    model.objective = Recorder()
+    T = torch.eye(4).repeat(2, 2, 1, 1)
+    T[:, 0, 2, 3], T[:, 1, 2, 3] = -0.7, 0.9  # source before: camera moved back; after: forward
+    images = torch.rand(2, 3, 3, 64, 96)
+    batch = {"images": images, "images_aug": images, "K": torch.eye(3).repeat(2, 1, 1), "T_src_tgt": T}
+    model.training_forward(batch)
+    torch.testing.assert_close(
+        torch.stack([p.t[:, 2] for p in seen[0]]), torch.tensor([[-0.7] * 2, [0.9] * 2])
+    )
+    assert "predict_poses" not in vars(model)  # the method is back for validation
