@@ -153,7 +153,7 @@ def test_pose_oracle_trains_on_the_batch_ground_truth_poses(monkeypatch):
 
     oracle = _load("pose_oracle")
     monkeypatch.setattr(DepthPoseModel, "training_forward", DepthPoseModel.training_forward)  # restored after
-    oracle.use_ground_truth_poses()
+    oracle.use_ground_truth_poses(unit=0.5)
     model = DepthPoseModel(load_config(None, ["model.pose_encoder=small", "loss.num_scales=1"]))
     model.pose_net.forward = lambda *a: pytest.fail("the pose net was asked for a pose")
     seen = []
@@ -171,7 +171,9 @@ def test_pose_oracle_trains_on_the_batch_ground_truth_poses(monkeypatch):
     images = torch.rand(2, 3, 3, 64, 96)
     batch = {"images": images, "images_aug": images, "K": torch.eye(3).repeat(2, 1, 1), "T_src_tgt": T}
     model.training_forward(batch)
+    assert batch["T_src_tgt"][0, 1, 2, 3] == 0.9  # the batch itself is left in metres
     torch.testing.assert_close(
-        torch.stack([p.t[:, 2] for p in seen[0]]), torch.tensor([[-0.7] * 2, [0.9] * 2])
+        torch.stack([p.t[:, 2] for p in seen[0]]),
+        torch.tensor([[-1.4] * 2, [1.8] * 2]),  # in 0.5 m units
     )
     assert "predict_poses" not in vars(model)  # the method is back for validation
