@@ -43,6 +43,7 @@ VARIANTS = {
     "sc_depth+sa4depth": [*SC_DEPTH, "refine.enabled=true"],
 }
 WARMUP_FRACTION = {"sc_depth+sa4depth": 0.5}
+DEFAULT_DATA = "data/synthetic_benchmark_64x192"
 CURVE_TAGS = ("val/abs_rel", "val/a1", "val/pose_depth_scale_ratio", "train/loss")
 
 
@@ -157,9 +158,7 @@ def main() -> None:
         "--out", default="benchmarks/results/compare", help="result folder (default: %(default)s)"
     )
     parser.add_argument("--recipe", default="synthetic_cpu", help="packaged recipe (default: %(default)s)")
-    parser.add_argument(
-        "--data", default="data/synthetic_benchmark_64x192", help="benchmark set (default: %(default)s)"
-    )
+    parser.add_argument("--data", default=DEFAULT_DATA, help="benchmark set (default: %(default)s)")
     parser.add_argument("--steps", type=int, help="training steps per run (default: the recipe's)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="default: %(default)s")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
@@ -206,7 +205,9 @@ def main() -> None:
             runs[name].append(flat_summary(run_one(run_dir, overrides, recipe)))
     command = (
         f"python benchmarks/compare_sa4depth.py --steps {steps} --seeds {' '.join(map(str, args.seeds))} "
-        f"--variants {' '.join(args.variants)} --out {out} {' '.join(args.overrides)}"
+        f"--variants {' '.join(args.variants)} --out {out} "
+        + (f"--data {args.data} " if args.data != DEFAULT_DATA else "")
+        + " ".join(args.overrides)
     ).strip()
     table = summarise(runs)
     welch = welch_table(runs)
