@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 from pathlib import Path
 
 from sa4depth.config import load_config
 from sa4depth.data import synthetic
+from sa4depth.eval.report_table import write_metrics_json
 from sa4depth.geometry import Pose
 from sa4depth.recipes import recipe_path
 from sa4depth.train.model import DepthPoseModel
@@ -56,6 +58,13 @@ def use_ground_truth_poses(unit: float) -> None:
     DepthPoseModel.training_forward = training_forward
 
 
+def drop_pose_curves(curve_file: Path) -> None:
+    """Remove the pose net's validation curves from ``curve.json``: that net is never trained here."""
+    curve = json.loads(curve_file.read_text())
+    if curve.pop("val/pose_depth_scale_ratio", None) is not None:
+        write_metrics_json(curve_file, curve)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -82,7 +91,10 @@ def main() -> None:
             "loss.pipeline=monodepth2",
             *args.overrides,
         ]
-        rows.append(compare.flat_summary(compare.run_one(out / f"monodepth2_seed{seed}", overrides, recipe)))
+        run_dir = out / f"monodepth2_seed{seed}"
+        row = compare.flat_summary(compare.run_one(run_dir, overrides, recipe))
+        rows.append({**row, "pose_depth_ratio": None, "ate_5frame": None})  # the untrained pose net's
+        drop_pose_curves(run_dir / "curve.json")
     table = compare.summarise({"monodepth2, ground-truth poses": rows})
     command = (
         f"python benchmarks/pose_oracle.py --steps {args.steps} --unit {args.unit:g} "
