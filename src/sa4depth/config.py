@@ -14,6 +14,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from sa4depth.errors import InputError
+from sa4depth.models.feature_net import MAX_STRIDE
 from sa4depth.refine.lm import LMConfig
 
 
@@ -409,6 +410,12 @@ def validate_config(cfg: Config, source: str = "config", overrides: list[str] | 
         "refine.finest_stride",
         r.finest_stride >= 2 and r.finest_stride & (r.finest_stride - 1) == 0,
         "must be a power of 2, at least 2",
+    )
+    need(
+        "refine.finest_stride",
+        r.finest_stride * 2 ** (r.levels - 1) <= MAX_STRIDE,
+        f"must keep the coarsest level at stride <= {MAX_STRIDE} (the feature encoder's deepest map)",
+        "refine.levels",
     )
     count("refine.iterations", r.iterations, 0)
     one_of("refine.robust", r.robust, ROBUST_KERNELS)

@@ -187,6 +187,7 @@ def test_finest_stride_sets_the_learned_feature_levels():
         ("refine.learned_damping=true", "refine.damping", "10^refine.damping_log_max"),
         ("refine.levels=0", "refine.levels", ">= 1"),
         ("refine.finest_stride=3", "refine.finest_stride", "power of 2"),
+        ("refine.finest_stride=16", "refine.finest_stride", "stride <= 32"),
     ],
 )
 def test_bad_lm_settings_are_one_line_config_errors(override, key, fragment):

@@ -11,6 +11,8 @@ from torch import nn
 
 # Widths of the own encoder's stages at strides 2, 4, 8, 16, 32.
 _ENCODER_CHANNELS = (16, 32, 64, 96, 128)
+#: The coarsest level stride the own encoder can feed.
+MAX_STRIDE = 2 ** len(_ENCODER_CHANNELS)
 # Monodepth2's input normalisation, shared with the depth encoders.
 _MEAN, _STD = 0.45, 0.225
 
@@ -70,7 +72,7 @@ class FeatureNet(nn.Module):
         else:
             enc_channels = _ENCODER_CHANNELS[: self.map_index[0] + 1]
             if len(enc_channels) <= self.map_index[0]:
-                raise ValueError(f"own encoder reaches stride {2 ** len(_ENCODER_CHANNELS)} at most")
+                raise ValueError(f"own encoder reaches stride {MAX_STRIDE} at most")
             widths = (3, *enc_channels)
             self.encoder = nn.ModuleList(
                 nn.Sequential(nn.AvgPool2d(2), _conv(w_in, w_out), _conv(w_out, w_out))
