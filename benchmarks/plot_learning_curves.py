@@ -72,6 +72,28 @@ def mean_band(runs: list[dict], tag: str) -> tuple[np.ndarray, np.ndarray, np.nd
     return np.array(steps), values.mean(0), std
 
 
+def draw_band(ax, runs: list[dict], tag: str, colour: str, name: str) -> None:
+    """``tag``'s mean over ``runs`` with a +- one-std band, labelled with the number of seeds."""
+    band = mean_band(runs, tag)
+    if band is None:
+        return
+    steps, mean, std = band
+    label = f"{name} (mean of {len(runs)} seeds)" if len(runs) > 1 else f"{name} (one seed)"
+    ax.plot(steps, mean, color=colour, marker="o", markersize=3, label=label)
+    ax.fill_between(steps, mean - std, mean + std, color=colour, alpha=0.2, linewidth=0)
+
+
+def finish_axis(ax, tag: str, panel: str, title: str) -> None:
+    """Title, labels, grid and legend of one panel; the aligned line at 1 for the pose-depth ratio."""
+    if tag == "val/pose_depth_scale_ratio":
+        ax.axhline(1.0, color="grey", linewidth=0.8, linestyle="--")
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel(panel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+
+
 def plot(curves: dict[str, list[dict]], out_png: Path) -> None:
     import matplotlib
 
@@ -87,21 +109,8 @@ def plot(curves: dict[str, list[dict]], out_png: Path) -> None:
                 (pipeline, "tab:blue", "baseline"),
                 (f"{pipeline}_sa4depth", "tab:red", "+ SA4Depth"),
             ):
-                band = mean_band(curves.get(variant, []), tag)
-                if band is None:
-                    continue
-                steps, mean, std = band
-                n = len(curves[variant])
-                label = f"{name} (mean of {n} seeds)" if n > 1 else f"{name} (one seed)"
-                ax.plot(steps, mean, color=colour, marker="o", markersize=3, label=label)
-                ax.fill_between(steps, mean - std, mean + std, color=colour, alpha=0.2, linewidth=0)
-            if tag == "val/pose_depth_scale_ratio":
-                ax.axhline(1.0, color="grey", linewidth=0.8, linestyle="--")
-            ax.set_title(f"{PIPELINES[pipeline]}: {panel}", fontsize=10)
-            ax.set_xlabel("optimizer step")
-            ax.set_ylabel(panel)
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize=8)
+                draw_band(ax, curves.get(variant, []), tag, colour, name)
+            finish_axis(ax, tag, panel, f"{PIPELINES[pipeline]}: {panel}")
     fig.suptitle("band: +- one sample std over seeds", fontsize=9)
     fig.tight_layout()
     save_png(fig, out_png, dpi=100, tight=False)
@@ -119,21 +128,8 @@ def plot_levers(levers: list[tuple[str, list[dict]]], out_png: Path) -> None:
     for r, (tag, panel) in enumerate(PANELS):
         ax = axes[r, 0]
         for k, (label, runs) in enumerate(levers):
-            band = mean_band(runs, tag)
-            if band is None:
-                continue
-            steps, mean, std = band
-            colour = f"C{k}"
-            seeds = f"mean of {len(runs)} seeds" if len(runs) > 1 else "one seed"
-            ax.plot(steps, mean, color=colour, marker="o", markersize=3, label=f"{label} ({seeds})")
-            ax.fill_between(steps, mean - std, mean + std, color=colour, alpha=0.2, linewidth=0)
-        if tag == "val/pose_depth_scale_ratio":
-            ax.axhline(1.0, color="grey", linewidth=0.8, linestyle="--")
-        ax.set_title(panel, fontsize=10)
-        ax.set_xlabel("optimizer step")
-        ax.set_ylabel(panel)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+            draw_band(ax, runs, tag, f"C{k}", label)
+        finish_axis(ax, tag, panel, panel)
     fig.suptitle("band: +- one sample std over seeds", fontsize=9)
     fig.tight_layout()
     save_png(fig, out_png, dpi=100, tight=False)
