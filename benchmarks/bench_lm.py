@@ -11,6 +11,7 @@ import time
 
 import torch
 
+from sa4depth.errors import run_script
 from sa4depth.geometry import Camera, Pose
 from sa4depth.models.feature_net import FeatureNet
 from sa4depth.refine import LMConfig, LMRefiner
@@ -96,4 +97,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

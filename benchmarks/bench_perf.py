@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from sa4depth.apps import bench
-from sa4depth.errors import InputError
+from sa4depth.errors import run_script
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -98,13 +98,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.output is None:
         args.output = str(RESULTS / f"{args.what}.json")
-    try:
-        result = bench.run(args)
-    except InputError as e:  # bad options or config overrides: one line, no traceback
-        raise SystemExit(f"error: {e}") from None
+    result = bench.run(args)
     if args.what == "scaling" and (RESULTS / "lm.json").is_file():
         bench.plot_scaling(result, result["plot"], json.loads((RESULTS / "lm.json").read_text()))
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -22,6 +22,7 @@ import numpy as np
 
 from sa4depth.data import synthetic
 from sa4depth.data.synthetic_textures import material_library
+from sa4depth.errors import run_script
 
 
 def render_loop(scene: str, seed: int, frames: int, height: int, width: int, supersample: int) -> dict:
@@ -181,4 +182,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

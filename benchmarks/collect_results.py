@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from sa4depth.errors import run_script
+
 RESULTS = Path("benchmarks/results")
 COLUMNS = {
     "abs_rel": "AbsRel",
@@ -221,4 +223,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

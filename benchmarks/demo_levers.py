@@ -23,6 +23,7 @@ from sa4depth.apps.visualize import load_scalars
 from sa4depth.config import load_config
 from sa4depth.data import synthetic
 from sa4depth.data.layout import atomic_write_text
+from sa4depth.errors import run_script
 from sa4depth.eval.report_table import write_metrics_json
 from sa4depth.recipes import recipe_path
 from sa4depth.train.run import train
@@ -122,4 +123,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -51,6 +51,7 @@ import torch
 
 from sa4depth.apps.bench import machine_info, random_batch, summarize, variant_overrides
 from sa4depth.config import load_config
+from sa4depth.errors import run_script
 from sa4depth.eval.report_table import write_metrics_json
 
 PRECISIONS = ("32-true", "bf16-mixed")
@@ -577,4 +578,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

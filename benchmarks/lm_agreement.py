@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from sa4depth.data.datamodule import build_dataset, collate
-from sa4depth.errors import InputError
+from sa4depth.errors import run_script
 from sa4depth.eval.report_table import write_metrics_json
 from sa4depth.geometry import Pose
 from sa4depth.train.model import batch_camera
@@ -75,14 +75,11 @@ def main() -> None:
     parser.add_argument("--output", default="benchmarks/results/lm_agreement.json")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    try:
-        results = [agreement(c) for c in args.checkpoints]
-    except InputError as e:  # a missing, corrupt or foreign checkpoint: one line, no traceback
-        raise SystemExit(f"error: {e}") from None
+    results = [agreement(c) for c in args.checkpoints]
     command = "python benchmarks/lm_agreement.py " + " ".join(args.checkpoints)
     write_metrics_json(Path(args.output), {"command": command, "results": results})
     print(json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from sa4depth.data.datamodule import build_dataset, collate
-from sa4depth.errors import InputError
+from sa4depth.errors import run_script
 from sa4depth.eval.report_table import write_metrics_json
 from sa4depth.geometry import Camera, Pose
 from sa4depth.models.feature_net import FeatureNet
@@ -153,10 +153,7 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results/lm_basin")
     args = parser.parse_args()
     torch.set_num_threads(1)  # 6x6 solves: a second thread costs more than it brings
-    try:
-        results = [basin(c, args.data, seed) for seed, c in enumerate(args.checkpoints)]
-    except InputError as e:  # a missing, corrupt or foreign checkpoint or dataset: one line, no traceback
-        raise SystemExit(f"error: {e}") from None
+    results = [basin(c, args.data, seed) for seed, c in enumerate(args.checkpoints)]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     text = table(results)
@@ -174,4 +171,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

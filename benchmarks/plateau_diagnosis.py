@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader
 
 from sa4depth.data.datamodule import build_dataset, collate
 from sa4depth.data.layout import atomic_write_text
-from sa4depth.errors import InputError
+from sa4depth.errors import run_script
 from sa4depth.eval.protocols import get_protocol
 from sa4depth.eval.report_table import write_metrics_json
 from sa4depth.geometry import Pose
@@ -257,7 +257,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except InputError as e:  # a missing, corrupt or foreign checkpoint, config or dataset: one line
-        raise SystemExit(f"error: {e}") from None
+    run_script(main)

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from sa4depth.apps.visualize import save_png
+from sa4depth.errors import run_script
 
 PIPELINES = {"monodepth2": "Monodepth2", "sc_depth": "SC-Depth"}
 PANELS = (
@@ -184,4 +185,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from sa4depth.config import load_config
 from sa4depth.data import synthetic
+from sa4depth.errors import run_script
 from sa4depth.eval.report_table import write_metrics_json
 from sa4depth.geometry import Pose
 from sa4depth.recipes import recipe_path
@@ -106,4 +107,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

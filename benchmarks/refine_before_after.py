@@ -33,6 +33,7 @@ import sa4depth.train.refinement  # noqa: F401
 from sa4depth.apps.bench import machine_info
 from sa4depth.config import load_config
 from sa4depth.data.datamodule import build_dataset, collate
+from sa4depth.errors import run_script
 from sa4depth.recipes import recipe_path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -215,4 +216,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -24,6 +24,7 @@ from refine_profile import lm_inputs
 
 from sa4depth.config import load_config
 from sa4depth.data.datamodule import build_dataset, collate
+from sa4depth.errors import run_script
 from sa4depth.recipes import recipe_path
 
 
@@ -85,4 +86,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

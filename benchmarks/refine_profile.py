@@ -25,6 +25,7 @@ import torch
 from sa4depth.apps.bench import machine_info
 from sa4depth.config import load_config
 from sa4depth.data.datamodule import build_dataset, collate
+from sa4depth.errors import run_script
 from sa4depth.geometry import Camera, Pose
 from sa4depth.recipes import recipe_path
 from sa4depth.refine.residuals import build_level, residual_jacobian
@@ -208,4 +209,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -327,6 +327,7 @@ def validate_config(cfg: Config, source: str = "config", overrides: list[str] | 
 
     from sa4depth.models.depth_net import ENCODERS
     from sa4depth.models.pose_net import POSE_ENCODERS
+    from sa4depth.refine.lm import BACKWARD_MODES
     from sa4depth.refine.residuals import DEPTH_POOLS
     from sa4depth.refine.solver import ROBUST_KERNELS
 
@@ -421,6 +422,7 @@ def validate_config(cfg: Config, source: str = "config", overrides: list[str] | 
     one_of("refine.robust", r.robust, ROBUST_KERNELS)
     positive("refine.robust_scale", r.robust_scale)
     one_of("refine.depth_pool", r.depth_pool, DEPTH_POOLS)
+    one_of("refine.backward", r.backward, BACKWARD_MODES)
     weight("refine.damping", r.damping)
     need("refine.damping_log_min", math.isfinite(r.damping_log_min), "must be finite")
     need(

@@ -3,6 +3,8 @@
 The CLI prints it as a single line (``error: <path>: <problem>``) instead of a traceback.
 """
 
+from collections.abc import Callable
+
 
 class InputError(Exception):
     """Bad user input: the message names the file (or config key) and the problem."""
@@ -13,3 +15,14 @@ class InputError(Exception):
         self.path = str(path)
         self.problem = problem
         super().__init__(f"{self.path}: {problem}" if self.path else problem)
+
+
+def run_script(main: Callable[[], object]) -> None:
+    """Run a script's ``main``: an `InputError` ends it with the one line ``error: <path>: <problem>``.
+
+    For the scripts in ``benchmarks/`` (the CLI has its own handler); the exit status is 1.
+    """
+    try:
+        main()
+    except InputError as e:
+        raise SystemExit(f"error: {e}") from None

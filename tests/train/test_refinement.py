@@ -154,6 +154,7 @@ def test_every_lm_setting_is_read_from_yaml_and_reaches_the_lm(tmp_path):
         "depth_pool": "area",
         "eps": 1e-5,
         "checkpoint_lm": True,
+        "backward": "implicit",
     }
     assert set(changed) == {f.name for f in dataclasses.fields(LMConfig)}  # a new field must be added here
     defaults = dataclasses.asdict(LMConfig())

@@ -27,6 +27,9 @@ from sa4depth.refine.solver import (
 
 logger = logging.getLogger(__name__)
 
+#: How gradients pass the LM solve (`LMConfig.backward`).
+BACKWARD_MODES = ("unrolled", "implicit")
+
 
 @dataclass
 class LMConfig:
@@ -48,6 +51,12 @@ class LMConfig:
         eps: floor of the damping added to the Hessian diagonal.
         checkpoint_lm: keep only each step's inputs for the backward pass and recompute the rest there
             (activation checkpointing): much less memory for about one more LM forward pass.
+        backward: how gradients pass the solve. ``unrolled``: through every step. ``implicit``: every
+            step but the last runs without autograd, and the last starts from the detached pose, so the
+            gradient is that of the implicit function theorem at the solution, ``-(H + lambda
+            diag(H))^-1 dg/dtheta`` (Gauss-Newton ``H``; the damping scales it by ~``1 / (1 + lambda)``).
+            One step's backward instead of ``levels x iterations``; ``T_init`` and the coarser levels'
+            features and confidences get no gradient (a converged solution does not depend on them).
     """
 
     levels: int = 3
@@ -64,6 +73,7 @@ class LMConfig:
     depth_pool: str = "inverse_area"
     eps: float = 1e-6
     checkpoint_lm: bool = False
+    backward: str = "unrolled"
 
     def __post_init__(self):
         if self.levels < 1 or self.iterations < 0:
@@ -74,6 +84,8 @@ class LMConfig:
             raise ValueError(f"robust_scale must be > 0, got {self.robust_scale}")
         if self.depth_pool not in DEPTH_POOLS:
             raise ValueError(f"depth_pool must be one of {DEPTH_POOLS}, got {self.depth_pool!r}")
+        if self.backward not in BACKWARD_MODES:
+            raise ValueError(f"backward must be one of {BACKWARD_MODES}, got {self.backward!r}")
 
 
 class LMRefiner(nn.Module):
@@ -163,24 +175,36 @@ class LMRefiner(nn.Module):
         failed_steps = torch.zeros(B, dtype=torch.long, device=depth_tgt.device)
         n_valid = torch.zeros(B, dtype=torch.long, device=depth_tgt.device)
         costs, lambdas = [], []
+        grad = torch.is_grad_enabled()
         step = self.step
-        if c.checkpoint_lm and torch.is_grad_enabled():
+        if c.checkpoint_lm and grad:
             step = functools.partial(torch.utils.checkpoint.checkpoint, self.step, use_reentrant=False)
+        # Implicit backward: only the very last step records a graph (see `LMConfig.backward`).
+        last = c.levels * c.iterations - 1 if grad and c.backward == "implicit" else None
+        n = 0
         for k in range(c.levels):
             i = first + k
-            level = build_level(
-                feats_tgt[i],
-                conf_tgt[i] if use_conf and conf_tgt is not None else None,
-                feats_src[i],
-                conf_src[i] if use_conf and conf_src is not None else None,
-                depth_tgt,
-                camera,
-                c.depth_pool,
-            )
+            with torch.set_grad_enabled(grad and (last is None or k == c.levels - 1)):
+                level = build_level(
+                    feats_tgt[i],
+                    conf_tgt[i] if use_conf and conf_tgt is not None else None,
+                    feats_src[i],
+                    conf_src[i] if use_conf and conf_src is not None else None,
+                    depth_tgt,
+                    camera,
+                    c.depth_pool,
+                )
             lambda_ = self.damping(k)
             lambdas.append(lambda_.detach())
             for _ in range(c.iterations):
-                T, failed, n_valid, cost = step(T, level, lambda_)
+                if last is None:
+                    T, failed, n_valid, cost = step(T, level, lambda_)
+                elif n < last:
+                    with torch.no_grad():
+                        T, failed, n_valid, cost = self.step(T, level, lambda_)
+                else:
+                    T, failed, n_valid, cost = step(T.detach(), level, lambda_)
+                n += 1
                 failed_steps += failed.long()
                 costs.append(cost.detach())
             if c.detach_between_levels and k < c.levels - 1:
