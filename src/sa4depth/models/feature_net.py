@@ -18,7 +18,8 @@ _MEAN, _STD = 0.45, 0.225
 
 
 def _conv(in_ch: int, out_ch: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(in_ch, out_ch, 3, padding=1), nn.ELU())
+    # In place: ELU's backward reads its output, so the convolution's output need not be kept as well.
+    return nn.Sequential(nn.Conv2d(in_ch, out_ch, 3, padding=1), nn.ELU(inplace=True))
 
 
 class FeatureNet(nn.Module):
