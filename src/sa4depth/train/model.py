@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import torch
-import torch.utils.checkpoint
 from torch import nn
 
 from sa4depth.config import Config
@@ -150,14 +149,8 @@ class DepthPoseModel(nn.Module):
         r = self.cfg.refine
         extra = images.new_zeros(())
         if r.pose_photometric_weight > 0:
-            # Recomputed in the backward pass instead of kept: its warped images and SSIM maps are ~0.65 GiB
-            # at 192x640, batch 12, for one more forward of a single-scale loss (only the pose needs its
-            # gradient; the depth is detached). benchmarks/README.md, "Peak memory".
-            pose_photo = torch.utils.checkpoint.checkpoint(
-                lambda: self.pose_net_objective.photometric(
-                    images, depth.detach(), poses_net, camera, reference
-                )[0],
-                use_reentrant=False,
+            pose_photo, _ = self.pose_net_objective.photometric(
+                images, depth.detach(), poses_net, camera, reference
             )
             logs["pose_net_photometric"] = pose_photo.detach()
             extra = extra + r.pose_photometric_weight * pose_photo
