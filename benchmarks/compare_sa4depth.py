@@ -5,7 +5,8 @@ synthetic benchmark set, logs the validation curve, evaluates ``last.ckpt`` on t
 and writes per-run JSON plus a mean +- std table. Interrupted runs survive: a finished run (its
 ``metrics_test.json`` exists) is skipped, an unfinished one resumes from its ``last.ckpt``, and every
 result file is written atomically. Run several processes with different ``--seeds`` side by side, each
-with ``OMP_NUM_THREADS=1``.
+with ``OMP_NUM_THREADS=1``. ``summary.md`` covers every finished run in the folder, whichever process
+wrote it last.
 
     python benchmarks/compare_sa4depth.py --steps 6000 --seeds 0 1 2 --out benchmarks/results/converged
 """
@@ -151,6 +152,32 @@ def write_untrained_reference(args, out: Path, recipe: Path) -> None:
     print(table)
 
 
+def run_name(variant: str, seed: int) -> str:
+    """A run's folder name inside the result folder, e.g. ``monodepth2_sa4depth_seed0``."""
+    return f"{variant.replace('+', '_')}_seed{seed}"
+
+
+def finished_runs(out: Path) -> tuple[list[int], dict[str, list[dict]]]:
+    """The seeds and the per-variant test metrics of the finished runs in ``out``.
+
+    A run is finished when its ``metrics_test.json`` exists; variants are in `VARIANTS` order, seeds
+    ascending, and a variant without a finished run is left out.
+    """
+    found = {}
+    for name in VARIANTS:
+        for path in out.glob(f"{run_name(name, 0)[:-1]}*/metrics_test.json"):
+            seed = path.parent.name.rsplit("_seed", 1)[1]
+            if seed.isdigit():
+                found[name, int(seed)] = json.loads(path.read_text())
+    all_seeds = sorted({seed for _, seed in found})
+    runs = {
+        name: [flat_summary(found[name, seed]) for seed in all_seeds if (name, seed) in found]
+        for name in VARIANTS
+        if any(key[0] == name for key in found)
+    }
+    return all_seeds, runs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -169,7 +196,7 @@ def main() -> None:
     parser.add_argument(
         "--summary-only",
         action="store_true",
-        help="train nothing: write the summary (mean +- std, Welch's t) of the runs already finished",
+        help="train nothing: write the summary (mean +- std, Welch's t) of every finished run in --out",
     )
     parser.add_argument("overrides", nargs="*", help="extra config overrides for every run")
     args = parser.parse_args()
@@ -182,8 +209,7 @@ def main() -> None:
     if args.untrained_reference:
         write_untrained_reference(args, out, recipe)
         return
-    runs: dict[str, list[dict]] = {name: [] for name in args.variants}
-    for seed in args.seeds:
+    for seed in [] if args.summary_only else args.seeds:
         for name in args.variants:
             warmup = (
                 [f"refine.warmup_steps={int(steps * WARMUP_FRACTION[name])}"]
@@ -198,15 +224,13 @@ def main() -> None:
                 *warmup,
                 *args.overrides,
             ]
-            run_dir = out / f"{name.replace('+', '_')}_seed{seed}"
-            if args.summary_only:
-                if (run_dir / "metrics_test.json").is_file():
-                    runs[name].append(flat_summary(json.loads((run_dir / "metrics_test.json").read_text())))
-                continue
-            runs[name].append(flat_summary(run_one(run_dir, overrides, recipe)))
+            run_one(out / run_name(name, seed), overrides, recipe)
+    # The summary covers every finished run in the folder, so a run of one variant or seed never drops
+    # the others' rows.
+    seeds, runs = finished_runs(out)
     command = (
-        f"python benchmarks/compare_sa4depth.py --steps {steps} --seeds {' '.join(map(str, args.seeds))} "
-        f"--variants {' '.join(args.variants)} --out {out} "
+        f"python benchmarks/compare_sa4depth.py --steps {steps} --seeds {' '.join(map(str, seeds))} "
+        f"--variants {' '.join(runs)} --out {out} "
         + (f"--data {args.data} " if args.data != DEFAULT_DATA else "")
         + " ".join(args.overrides)
     ).strip()
@@ -226,7 +250,7 @@ def main() -> None:
             "command": command,
             "recipe": args.recipe,
             "steps": steps,
-            "seeds": args.seeds,
+            "seeds": seeds,
             "torch": torch.__version__,
             "machine": platform.platform(),
             "threads": torch.get_num_threads(),

@@ -78,6 +78,27 @@ def test_unfinished_run_resumes_and_one_without_checkpoint_restarts(tmp_path, mo
     assert not killed_early.exists()  # cleared before the fresh start (train_and_evaluate is mocked here)
 
 
+def test_summary_covers_every_finished_run_in_the_folder(tmp_path):
+    """A run of one variant and seed must not drop the other finished runs from the folder's summary."""
+    compare = _load("compare_sa4depth")
+    for name, abs_rel in (
+        ("monodepth2_seed0", 0.2),
+        ("monodepth2_seed2", 0.3),
+        ("monodepth2_sa4depth_seed0", 0.1),
+        ("sc_depth_seed1", 0.4),
+    ):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "metrics_test.json").write_text(json.dumps({"depth": {"abs_rel": abs_rel}}))
+    (tmp_path / "sc_depth_sa4depth_seed0").mkdir()  # unfinished: no metrics yet
+    seeds, runs = compare.finished_runs(tmp_path)
+    assert seeds == [0, 1, 2]
+    assert {k: [r["abs_rel"] for r in v] for k, v in runs.items()} == {
+        "monodepth2": [0.2, 0.3],
+        "monodepth2+sa4depth": [0.1],
+        "sc_depth": [0.4],
+    }
+
+
 def test_refined_pose_errors_are_rotation_and_direction_angles():
     refined_pose = _load("refined_pose")
     T_gt = Pose.from_aa(torch.zeros(1, 3), torch.tensor([[0.0, 0.0, -1.0]]))
