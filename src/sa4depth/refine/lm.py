@@ -54,9 +54,10 @@ class LMConfig:
         backward: how gradients pass the solve. ``unrolled``: through every step. ``implicit``: every
             step but the last runs without autograd, and the last starts from the detached pose, so the
             gradient is that of the implicit function theorem at the solution, ``-(H + lambda
-            diag(H))^-1 dg/dtheta`` (Gauss-Newton ``H``; the damping scales it by ~``1 / (1 + lambda)``).
-            One step's backward instead of ``levels x iterations``; ``T_init`` and the coarser levels'
-            features and confidences get no gradient (a converged solution does not depend on them).
+            diag(H))^-1 dg/dtheta`` (Gauss-Newton ``H``; the damping shrinks it most along weakly
+            constrained directions). One step's backward instead of ``levels x iterations``; ``T_init``
+            and the coarser levels' features and confidences get no gradient (a converged solution does
+            not depend on them). Cheaper, but it trained worse (docs/design.md).
     """
 
     levels: int = 3
@@ -95,7 +96,8 @@ class LMRefiner(nn.Module):
     steps from the previous level's result (the first from ``T_init``). The update is
     ``T <- Pose.from_aa(omega, v) @ T`` with ``delta = (omega, v)``, rotation first
     (see `residual_jacobian`). Every step is differentiable: gradients reach the features, the
-    confidences, the depth, ``T_init`` and a learned damping. An element whose step fails keeps
+    confidences, the depth, ``T_init`` and a learned damping (with ``backward="implicit"`` only
+    through the last step; see `LMConfig`). An element whose step fails keeps
     its pose for that step (see `lm_step`); nothing here produces NaN from finite features,
     confidences and ``T_init`` (depth may hold inf/NaN/<= 0 where it is missing).
 
