@@ -92,7 +92,7 @@ def main() -> None:
             "loss.pipeline=monodepth2",
             *args.overrides,
         ]
-        run_dir = out / f"monodepth2_seed{seed}"
+        run_dir = out / compare.run_name("monodepth2", seed)
         row = compare.flat_summary(compare.run_one(run_dir, overrides, recipe))
         rows.append({**row, "pose_depth_ratio": None, "ate_5frame": None})  # the untrained pose net's
         drop_pose_curves(run_dir / "curve.json")
