@@ -229,6 +229,55 @@ def test_checkpointed_lm_gives_the_same_poses_and_gradients():
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
 
 
+def test_recomputed_pose_net_photometric_term_gives_the_same_loss_and_gradients(batch, monkeypatch):
+    """The pose net's own photometric term is recomputed in the backward pass (activation checkpointing)
+    to save memory: loss and every gradient must be those of the term kept in memory. Without gradients
+    through the LM the pose net learns from this term alone, so its gradient must not vanish either."""
+    root, b = batch
+    results = []
+    for recompute in (True, False):
+        if not recompute:  # the plain computation: the checkpoint wrapper calls its function directly
+            monkeypatch.setattr(torch.utils.checkpoint, "checkpoint", lambda fn, **_: fn())
+        torch.manual_seed(0)
+        model = model_for(root, "refine.enabled=true", "refine.iterations=2", "refine.grad_through_lm=false")
+        torch.manual_seed(1)
+        loss, logs = model.training_forward(b)
+        loss.backward()
+        results.append((loss, logs["pose_net_photometric"], [p.grad for p in model.pose_net.parameters()]))
+    (loss_r, photo_r, grads_r), (loss_p, photo_p, grads_p) = results
+    assert photo_r > 0 and torch.equal(photo_r, photo_p) and torch.equal(loss_r, loss_p)
+    for a, b_ in zip(grads_r, grads_p, strict=True):
+        torch.testing.assert_close(a, b_, rtol=1e-6, atol=1e-9)
+    assert all(g is not None for g in grads_r) and sum(g.abs().sum() for g in grads_r) > 0
+
+
+def test_pose_net_photometric_term_is_recomputed_after_the_refined_poses_backward(batch, monkeypatch):
+    """The recomputation only saves memory if it runs once the main loss and the LM have freed their
+    activations, i.e. after the gradient has passed the refined poses, not at the start of the backward."""
+    root, b = batch
+    model = model_for(root, "refine.enabled=true", "refine.iterations=2")
+    events = []
+    photometric = model.pose_net_objective.photometric
+
+    def recorded(*args, **kwargs):
+        events.append("pose_net_photometric")
+        return photometric(*args, **kwargs)
+
+    monkeypatch.setattr(model.pose_net_objective, "photometric", recorded)
+    refinement = model.refinement.forward
+
+    def refine_and_watch(*args, **kwargs):
+        poses, info = refinement(*args, **kwargs)
+        poses[0].data.register_hook(lambda grad: events.append("refined_pose_grad"))
+        return poses, info
+
+    monkeypatch.setattr(model.refinement, "forward", refine_and_watch)
+    loss, _ = model.training_forward(b)
+    assert events == ["pose_net_photometric"]
+    loss.backward()
+    assert events == ["pose_net_photometric", "refined_pose_grad", "pose_net_photometric"]
+
+
 def test_training_starts_the_refinement_after_the_warmup_steps(tmp_path):
     """In a real Lightning run the LM is off for the first ``refine.warmup_steps`` optimizer steps only."""
     from lightning.pytorch.callbacks import Callback

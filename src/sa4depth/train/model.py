@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import torch
+import torch.utils.checkpoint
 from torch import nn
 
 from sa4depth.config import Config
@@ -120,7 +121,10 @@ class DepthPoseModel(nn.Module):
 
         poses = poses_net
         refine = self.refinement is not None and step >= self.cfg.refine.warmup_steps
+        reference = self.pose_net_objective.prepare(images)
         if refine:
+            # Before the LM on purpose: see `_pose_net_photometric`.
+            pose_net_loss = self._pose_net_photometric(images, depths[0], camera, poses_net, logs, reference)
             poses, info = self.refinement(inputs, depths[0], camera, poses_net)
             logs.update(info)
 
@@ -130,36 +134,41 @@ class DepthPoseModel(nn.Module):
                 self.depth_from_disp(self.depth_net(inputs[:, j])[0]) for j in range(1, images.shape[1])
             ]
         pred = Predictions(disps=disps, depths=depths, poses=poses, source_depths=source_depths)
-        reference = self.pose_net_objective.prepare(images)
         loss, loss_logs = self.objective(images, pred, camera, reference)
         logs.update(loss_logs)
 
         if refine:
-            loss = loss + self._pose_net_signal(images, depths[0], camera, poses_net, poses, logs, reference)
+            loss = loss + pose_net_loss + self._pose_consistency(poses_net, poses, logs)
         logs["loss"] = loss.detach()
         return loss, logs
 
-    def _pose_net_signal(
-        self, images, depth, camera, poses_net, poses_refined, logs, reference
-    ) -> torch.Tensor:
-        """Keep the pose net learning when the loss sees refined poses.
+    def _pose_net_photometric(self, images, depth, camera, poses_net, logs, reference) -> torch.Tensor:
+        """The pose net's own weighted photometric term on the detached depth (0 when its weight is 0).
 
-        Its own photometric term on the detached depth and/or a pull towards the detached refined pose.
+        It keeps the pose net learning when the main loss sees refined poses. Its warped images and SSIM
+        maps (~0.65 GiB at 192x640, batch 12) are not kept but recomputed in the backward pass
+        (activation checkpointing). That saves memory only because the term is built before the LM and
+        the main loss: autograd runs later-built nodes first, so the recomputation comes after their
+        backward has freed their activations. Built after them, it was recomputed at the start of the
+        backward pass, at the peak, and saved nothing (benchmarks/README.md, "Peak memory").
         """
-        r = self.cfg.refine
-        extra = images.new_zeros(())
-        if r.pose_photometric_weight > 0:
-            pose_photo, _ = self.pose_net_objective.photometric(
-                images, depth.detach(), poses_net, camera, reference
-            )
-            logs["pose_net_photometric"] = pose_photo.detach()
-            extra = extra + r.pose_photometric_weight * pose_photo
-        if r.pose_consistency_weight > 0:
-            from sa4depth.train.refinement import pose_consistency
+        weight = self.cfg.refine.pose_photometric_weight
+        if weight <= 0:
+            return images.new_zeros(())
+        pose_photo = torch.utils.checkpoint.checkpoint(
+            lambda: self.pose_net_objective.photometric(images, depth.detach(), poses_net, camera, reference)[0],
+            use_reentrant=False,
+        )
+        logs["pose_net_photometric"] = pose_photo.detach()
+        return weight * pose_photo
 
-            cons = sum(
-                pose_consistency(T0, T.detach()) for T0, T in zip(poses_net, poses_refined, strict=True)
-            )
-            logs["pose_consistency"] = cons.detach()
-            extra = extra + r.pose_consistency_weight * cons
-        return extra
+    def _pose_consistency(self, poses_net, poses_refined, logs) -> torch.Tensor:
+        """The weighted pull of the pose net's poses towards the detached refined ones (0 when off)."""
+        weight = self.cfg.refine.pose_consistency_weight
+        if weight <= 0:
+            return poses_net[0].data.new_zeros(())
+        from sa4depth.train.refinement import pose_consistency
+
+        cons = sum(pose_consistency(T0, T.detach()) for T0, T in zip(poses_net, poses_refined, strict=True))
+        logs["pose_consistency"] = cons.detach()
+        return weight * cons
