@@ -65,6 +65,66 @@ def test_photometric_error_mixes_ssim_and_l1():
     )
 
 
+def _lean_and_autograd_errors(pred, target):
+    """`photometric_error` by its hand-written backward (the target needs no gradient) and by autograd
+    (a target that requires one takes the plain path), with the gradients of a weighted sum."""
+    weights = torch.rand(pred.shape[0], 1, *pred.shape[-2:], dtype=pred.dtype, generator=torch.Generator().manual_seed(1))
+    out = []
+    for t in (target, target.clone().requires_grad_()):
+        x = pred.detach().clone().requires_grad_()
+        error = photometric_error(x, t)
+        (grad,) = torch.autograd.grad((error * weights).sum(), x)
+        out.append((error, grad))
+    return out
+
+
+def test_photometric_error_hand_written_backward_passes_gradcheck():
+    """Central differences in float64 on a small image (no pixel where pred == target, where L1 has a kink)."""
+    torch.manual_seed(0)
+    target = torch.rand(2, 3, 5, 7, dtype=torch.float64)
+    pred = (target + 0.05 + 0.5 * torch.rand_like(target)).requires_grad_()
+    assert torch.autograd.gradcheck(lambda x: photometric_error(x, target), (pred,))
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_photometric_error_hand_written_backward_equals_autograd(channels_last):
+    """Same error bit for bit and the same gradient to float32 rounding as the autograd formula."""
+    torch.manual_seed(0)
+    pred, target = torch.rand(2, 2, 3, 24, 40).unbind(0)
+    if channels_last:
+        pred, target = (v.contiguous(memory_format=torch.channels_last) for v in (pred, target))
+    (lean, grad_lean), (plain, grad_plain) = _lean_and_autograd_errors(pred, target)
+    assert torch.equal(lean, plain)
+    torch.testing.assert_close(grad_lean, grad_plain, rtol=1e-5, atol=1e-6 * grad_plain.abs().max().item())
+
+
+def test_photometric_error_keeps_four_image_sized_tensors_for_its_backward():
+    """The point of the hand-written backward: what it keeps beyond the target's shared statistics is
+    ``pred`` and three window statistics, where autograd keeps about a dozen image-sized tensors."""
+    torch.manual_seed(0)
+    pred, target = torch.rand(2, 1, 3, 16, 20).unbind(0)
+    reference = PhotometricTarget(target)
+    shared = {t.data_ptr() for t in (target, *reference.stats)}
+    for lean in (True, False):
+        kept = {}
+
+        def pack(t, kept=kept):
+            if t.data_ptr() not in shared and t.numel() >= pred.numel():
+                kept[t.data_ptr()] = t
+            return t
+
+        x = pred.clone().requires_grad_()
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            if lean:
+                reference.error(x)
+            else:
+                photometric_error(x, target.clone().requires_grad_())
+        if lean:
+            assert len(kept) == 4
+        else:
+            assert len(kept) >= 10
+
+
 def test_min_reprojection_takes_the_best_source_and_skips_invalid():
     target = torch.zeros(1, 3, 4, 4)
     good, bad = torch.full_like(target, 0.1), torch.full_like(target, 0.5)

@@ -26,6 +26,19 @@ def window_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Ten
     return padded, mu, box_mean3(padded * padded) - mu**2
 
 
+_C1, _C2 = 0.01**2, 0.03**2
+
+
+def _ssim_terms(mu_x, sigma_x, sigma_xy, mu_y, sigma_y):
+    """SSIM's numerator factors ``A1, A2`` and denominator factors ``B1, B2`` from window statistics."""
+    return (
+        2 * mu_x * mu_y + _C1,
+        2 * sigma_xy + _C2,
+        mu_x**2 + mu_y**2 + _C1,
+        sigma_x + sigma_y + _C2,
+    )
+
+
 def ssim(x: torch.Tensor, y: torch.Tensor, y_stats: tuple | None = None) -> torch.Tensor:
     """Per-pixel SSIM with a 3x3 box window and reflection padding, ``(B, C, H, W)`` -> same shape.
 
@@ -38,21 +51,89 @@ def ssim(x: torch.Tensor, y: torch.Tensor, y_stats: tuple | None = None) -> torc
         >>> bool(torch.allclose(ssim(x, x), torch.ones(1, 3, 8, 8), atol=1e-4))
         True
     """
-    c1, c2 = 0.01**2, 0.03**2
     x_pad, mu_x, sigma_x = window_stats(x)
     y_pad, mu_y, sigma_y = window_stats(y) if y_stats is None else y_stats
     sigma_xy = box_mean3(x_pad * y_pad) - mu_x * mu_y
-    num = (2 * mu_x * mu_y + c1) * (2 * sigma_xy + c2)
-    den = (mu_x**2 + mu_y**2 + c1) * (sigma_x + sigma_y + c2)
-    return num / den
+    a1, a2, b1, b2 = _ssim_terms(mu_x, sigma_x, sigma_xy, mu_y, sigma_y)
+    return (a1 * a2) / (b1 * b2)
+
+
+def _box_sum3_transpose(g: torch.Tensor) -> torch.Tensor:
+    """Adjoint of `box_mean3` times 9 (a 3x3 box sum): ``(B, C, h, w)`` -> ``(B, C, h + 2, w + 2)``."""
+    g = F.pad(g, (2, 2, 2, 2))
+    rows = g[..., :-2] + g[..., 1:-1] + g[..., 2:]
+    return rows[..., :-2, :] + rows[..., 1:-1, :] + rows[..., 2:, :]
+
+
+def _reflect_pad1_transpose(g: torch.Tensor) -> torch.Tensor:
+    """Adjoint of ``F.pad(x, (1, 1, 1, 1), mode="reflect")``: fold the border back onto rows/columns 1, -2."""
+    g = g.clone()
+    g[..., 2] += g[..., 0]
+    g[..., -3] += g[..., -1]
+    g = g[..., 1:-1]
+    g[..., 2, :] += g[..., 0, :]
+    g[..., -3, :] += g[..., -1, :]
+    return g[..., 1:-1, :]
+
+
+class _PhotometricError(torch.autograd.Function):
+    """`photometric_error` against a fixed target, with a hand-written backward pass.
+
+    Autograd would keep about a dozen image-sized intermediates per call (padded image, box means,
+    the four SSIM factors, their products, the L1 difference); this keeps four (``pred`` and its
+    three window statistics) and recomputes the rest, which is cheap and elementwise. A step calls it
+    for every scale and source, so at 192x640, batch 12 that is ~1 GiB less peak memory
+    (benchmarks/README.md, "Peak memory"). Gradients equal autograd's to rounding (tested).
+    """
+
+    @staticmethod
+    def forward(ctx, pred, target, y_pad, mu_y, sigma_y, alpha):
+        x_pad, mu_x, sigma_x = window_stats(pred)
+        sigma_xy = box_mean3(x_pad * y_pad) - mu_x * mu_y
+        a1, a2, b1, b2 = _ssim_terms(mu_x, sigma_x, sigma_xy, mu_y, sigma_y)
+        dssim = ((1 - (a1 * a2) / (b1 * b2)) / 2).clamp(0, 1).mean(1, keepdim=True)
+        l1 = (pred - target).abs().mean(1, keepdim=True)
+        ctx.save_for_backward(pred, target, y_pad, mu_y, sigma_y, mu_x, sigma_x, sigma_xy)
+        ctx.alpha = alpha
+        return alpha * dssim + (1 - alpha) * l1
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        pred, target, y_pad, mu_y, sigma_y, mu_x, sigma_x, sigma_xy = ctx.saved_tensors
+        alpha, channels = ctx.alpha, pred.shape[1]
+        a1, a2, b1, b2 = _ssim_terms(mu_x, sigma_x, sigma_xy, mu_y, sigma_y)
+        den = b1 * b2
+        s = (a1 * a2) / den
+        # dL/dS through (1 - S) / 2, the clamp (its gradient passes on [0, 1], ends included, i.e. for
+        # -1 <= S <= 1) and the channel mean; q = dL/dS / (B1 B2) / 9, the 9 of the box means below.
+        q = grad * ((-alpha / (18 * channels)) * ((s >= -1) & (s <= 1))) / den
+        # S as a function of the window sums mu_x, E[x^2], E[xy] (sigma_x = E[x^2] - mu_x^2,
+        # sigma_xy = E[xy] - mu_x mu_y), then each sum's adjoint over its 3x3 window.
+        g_mu = q * (2 * mu_y * (a2 - a1) - 2 * mu_x * s * (b2 - b1))
+        g_xx = -q * s * b1
+        g_xy = 2 * q * a1
+        x_pad = F.pad(pred, (1, 1, 1, 1), mode="reflect")
+        g_pad = _box_sum3_transpose(g_mu) + 2 * x_pad * _box_sum3_transpose(g_xx)
+        g_pad = g_pad + y_pad * _box_sum3_transpose(g_xy)
+        g_pred = _reflect_pad1_transpose(g_pad)
+        g_pred = g_pred + grad * (((1 - alpha) / channels) * torch.sign(pred - target))
+        return g_pred, None, None, None, None, None
 
 
 def photometric_error(
     pred: torch.Tensor, target: torch.Tensor, alpha: float = 0.85, target_stats: tuple | None = None
 ) -> torch.Tensor:
-    """``alpha * (1 - SSIM) / 2 + (1 - alpha) * L1``, channel mean: ``(B, 3, H, W)`` -> ``(B, 1, H, W)``."""
+    """``alpha * (1 - SSIM) / 2 + (1 - alpha) * L1``, channel mean: ``(B, 3, H, W)`` -> ``(B, 1, H, W)``.
+
+    ``target_stats``: ``window_stats(target)`` when already known. With a target that needs no
+    gradient (a data image, the usual case) the memory-lean `_PhotometricError` computes it.
+    """
+    stats = window_stats(target) if target_stats is None else target_stats
+    if not (target.requires_grad or any(t.requires_grad for t in stats)):
+        return _PhotometricError.apply(pred, target, *stats, alpha)
     l1 = (pred - target).abs().mean(1, keepdim=True)
-    dssim = ((1 - ssim(pred, target, target_stats)) / 2).clamp(0, 1).mean(1, keepdim=True)
+    dssim = ((1 - ssim(pred, target, stats)) / 2).clamp(0, 1).mean(1, keepdim=True)
     return alpha * dssim + (1 - alpha) * l1
 
 
