@@ -97,6 +97,16 @@ class ComponentTimer:
         finally:
             self._add(name, time.perf_counter() - start)
 
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Count nothing inside the block, e.g. the backward pass, where activation checkpointing calls
+        timed callables again (their recomputation is backward time, not forward components)."""
+        enabled, self.enabled = self.enabled, False
+        try:
+            yield
+        finally:
+            self.enabled = enabled
+
     def _add(self, name: str, seconds: float) -> None:
         if self.enabled:
             self.totals[name] += seconds
@@ -257,7 +267,7 @@ class TrainStep:
             # A step far past any refinement warm-up: the full SA4Depth step.
             loss, _ = self.model.training_forward(batch, step=10**9)
         self.optimizer.zero_grad(set_to_none=True)
-        with t.section("backward"):
+        with t.section("backward"), t.paused():
             loss.backward()
         with t.section("optimizer"):
             self.optimizer.step()
