@@ -198,3 +198,31 @@ def test_pose_oracle_trains_on_the_batch_ground_truth_poses(monkeypatch):
         torch.tensor([[-1.4] * 2, [1.8] * 2]),  # in 0.5 m units
     )
     assert "predict_poses" not in vars(model)  # the method is back for validation
+
+
+def test_scale_by_street_normalises_by_all_streets_and_splits_by_true_rotation(tmp_path):
+    """Two streets, 4 test frames each. Street "a" turns 1 deg per frame for its last frames and holds
+    scales 1, 1, 3, 3 on them; street "b" drives straight with scale 2 throughout. The mean over
+    streets is 2, so "a" is 1.0 overall, 0.5 on its straighter half and 1.5 on its turning half."""
+    from sa4depth.data import layout
+
+    scale_by_street = _load("scale_by_street")
+    data, run = tmp_path / "data", tmp_path / "run"
+    yaw = {"a": [0, 0, 0, 0, 1, 2], "b": [0] * 6}
+    for name, angles in yaw.items():
+        poses = np.tile(np.eye(4), (6, 1, 1))
+        for i, deg in enumerate(angles):
+            c, s = math.cos(math.radians(deg)), math.sin(math.radians(deg))
+            poses[i, :3, :3] = [[c, 0, s], [0, 1, 0], [-s, 0, c]]
+        layout.write_poses(layout.sequence_dir(data, name) / "poses.txt", poses)
+    layout.write_split(data / "splits" / "test.txt", [(n, f) for n in "ab" for f in (1, 2, 3, 4)])
+    run.mkdir()
+    (run / "metrics_test.json").write_text(
+        json.dumps({"scales_by_sequence": {"a": [1, 1, 3, 3], "b": [2] * 4}})
+    )
+    assert scale_by_street.rotation_per_frame(
+        layout.read_poses(data / "sequences" / "a" / "poses.txt"), 4
+    ) == pytest.approx(1.0)
+    table = scale_by_street.street_table(run, data)
+    assert table["a"]["all"] == pytest.approx(1.0) and table["b"]["all"] == pytest.approx(1.0)
+    assert table["a"]["straighter"] == pytest.approx(0.5) and table["a"]["turning"] == pytest.approx(1.5)

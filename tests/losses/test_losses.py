@@ -68,7 +68,9 @@ def test_photometric_error_mixes_ssim_and_l1():
 def _lean_and_autograd_errors(pred, target):
     """`photometric_error` by its hand-written backward (the target needs no gradient) and by autograd
     (a target that requires one takes the plain path), with the gradients of a weighted sum."""
-    weights = torch.rand(pred.shape[0], 1, *pred.shape[-2:], dtype=pred.dtype, generator=torch.Generator().manual_seed(1))
+    weights = torch.rand(
+        pred.shape[0], 1, *pred.shape[-2:], dtype=pred.dtype, generator=torch.Generator().manual_seed(1)
+    )
     out = []
     for t in (target, target.clone().requires_grad_()):
         x = pred.detach().clone().requires_grad_()
@@ -79,7 +81,7 @@ def _lean_and_autograd_errors(pred, target):
 
 
 def test_photometric_error_hand_written_backward_passes_gradcheck():
-    """Central differences in float64 on a small image (no pixel where pred == target, where L1 has a kink)."""
+    """Central differences in float64 on a small image, no pixel with pred == target (L1's kink)."""
     torch.manual_seed(0)
     target = torch.rand(2, 3, 5, 7, dtype=torch.float64)
     pred = (target + 0.05 + 0.5 * torch.rand_like(target)).requires_grad_()

@@ -99,8 +99,11 @@ class ComponentTimer:
 
     @contextlib.contextmanager
     def paused(self) -> Iterator[None]:
-        """Count nothing inside the block, e.g. the backward pass, where activation checkpointing calls
-        timed callables again (their recomputation is backward time, not forward components)."""
+        """Count nothing inside the block (used for the backward pass).
+
+        Activation checkpointing calls timed callables again in the backward pass; that recomputation is
+        backward time, not a forward component.
+        """
         enabled, self.enabled = self.enabled, False
         try:
             yield

@@ -156,7 +156,9 @@ class DepthPoseModel(nn.Module):
         if weight <= 0:
             return images.new_zeros(())
         pose_photo = torch.utils.checkpoint.checkpoint(
-            lambda: self.pose_net_objective.photometric(images, depth.detach(), poses_net, camera, reference)[0],
+            lambda: self.pose_net_objective.photometric(images, depth.detach(), poses_net, camera, reference)[
+                0
+            ],
             use_reentrant=False,
         )
         logs["pose_net_photometric"] = pose_photo.detach()
