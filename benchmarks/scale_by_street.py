@@ -22,15 +22,14 @@ import numpy as np
 
 from sa4depth.data.layout import atomic_write_text, read_poses, read_split
 from sa4depth.errors import InputError, run_script
+from sa4depth.eval.odometry import rotation_angle
 
 
 def rotation_per_frame(T_world_cam: np.ndarray, frame: int) -> float:
     """Mean true rotation (deg per frame) between the target ``frame`` and its two neighbours."""
-    last = len(T_world_cam) - 1
-    a, b = T_world_cam[max(frame - 1, 0)], T_world_cam[min(frame + 1, last)]
-    R = a[:3, :3].T @ b[:3, :3]
-    angle = np.degrees(np.arccos(np.clip((np.trace(R) - 1) / 2, -1.0, 1.0)))
-    return float(angle / max(min(frame + 1, last) - max(frame - 1, 0), 1))
+    first, last = max(frame - 1, 0), min(frame + 1, len(T_world_cam) - 1)
+    R = T_world_cam[first, :3, :3].T @ T_world_cam[last, :3, :3]
+    return float(np.degrees(rotation_angle(R)) / max(last - first, 1))
 
 
 def street_table(run: Path, data: Path, split: str = "test") -> dict[str, dict[str, float]]:
@@ -38,7 +37,10 @@ def street_table(run: Path, data: Path, split: str = "test") -> dict[str, dict[s
     path = run / "metrics_test.json"
     if not path.is_file():
         raise InputError(path, "missing: not a finished run of compare_sa4depth.py")
-    scales = json.loads(path.read_text())["scales_by_sequence"]
+    try:
+        scales = json.loads(path.read_text())["scales_by_sequence"]
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise InputError(path, f"not the metrics of a finished run ({type(e).__name__}: {e})") from None
     frames: dict[str, list[int]] = {}
     for sequence, frame in read_split(data / "splits" / f"{split}.txt"):
         frames.setdefault(sequence, []).append(frame)
