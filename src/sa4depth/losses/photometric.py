@@ -51,11 +51,27 @@ def ssim(x: torch.Tensor, y: torch.Tensor, y_stats: tuple | None = None) -> torc
         >>> bool(torch.allclose(ssim(x, x), torch.ones(1, 3, 8, 8), atol=1e-4))
         True
     """
-    x_pad, mu_x, sigma_x = window_stats(x)
     y_pad, mu_y, sigma_y = window_stats(y) if y_stats is None else y_stats
-    sigma_xy = box_mean3(x_pad * y_pad) - mu_x * mu_y
+    return _ssim_from_stats(*_pred_stats(x, y_pad, mu_y), mu_y, sigma_y)
+
+
+def _pred_stats(x: torch.Tensor, y_pad: torch.Tensor, mu_y: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """``x``'s box mean and variance and its covariance with the reflection-padded ``y``, each like ``x``."""
+    x_pad, mu_x, sigma_x = window_stats(x)
+    return mu_x, sigma_x, box_mean3(x_pad * y_pad) - mu_x * mu_y
+
+
+def _ssim_from_stats(mu_x, sigma_x, sigma_xy, mu_y, sigma_y) -> torch.Tensor:
+    """Per-pixel SSIM from the window statistics of both images."""
     a1, a2, b1, b2 = _ssim_terms(mu_x, sigma_x, sigma_xy, mu_y, sigma_y)
     return (a1 * a2) / (b1 * b2)
+
+
+def _mix(s: torch.Tensor, pred: torch.Tensor, target: torch.Tensor, alpha: float) -> torch.Tensor:
+    """The photometric error from per-channel SSIM ``s``: ``alpha`` DSSIM + ``(1 - alpha)`` L1."""
+    l1 = (pred - target).abs().mean(1, keepdim=True)
+    dssim = ((1 - s) / 2).clamp(0, 1).mean(1, keepdim=True)
+    return alpha * dssim + (1 - alpha) * l1
 
 
 def _box_sum3_transpose(g: torch.Tensor) -> torch.Tensor:
@@ -88,14 +104,10 @@ class _PhotometricError(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, pred, target, y_pad, mu_y, sigma_y, alpha):
-        x_pad, mu_x, sigma_x = window_stats(pred)
-        sigma_xy = box_mean3(x_pad * y_pad) - mu_x * mu_y
-        a1, a2, b1, b2 = _ssim_terms(mu_x, sigma_x, sigma_xy, mu_y, sigma_y)
-        dssim = ((1 - (a1 * a2) / (b1 * b2)) / 2).clamp(0, 1).mean(1, keepdim=True)
-        l1 = (pred - target).abs().mean(1, keepdim=True)
+        mu_x, sigma_x, sigma_xy = _pred_stats(pred, y_pad, mu_y)
         ctx.save_for_backward(pred, target, y_pad, mu_y, sigma_y, mu_x, sigma_x, sigma_xy)
         ctx.alpha = alpha
-        return alpha * dssim + (1 - alpha) * l1
+        return _mix(_ssim_from_stats(mu_x, sigma_x, sigma_xy, mu_y, sigma_y), pred, target, alpha)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -132,9 +144,7 @@ def photometric_error(
     stats = window_stats(target) if target_stats is None else target_stats
     if not (target.requires_grad or any(t.requires_grad for t in stats)):
         return _PhotometricError.apply(pred, target, *stats, alpha)
-    l1 = (pred - target).abs().mean(1, keepdim=True)
-    dssim = ((1 - ssim(pred, target, stats)) / 2).clamp(0, 1).mean(1, keepdim=True)
-    return alpha * dssim + (1 - alpha) * l1
+    return _mix(ssim(pred, target, stats), pred, target, alpha)
 
 
 class PhotometricTarget:
