@@ -86,7 +86,10 @@ class RefineConfig(LMConfig):
     once, there. ``warmup_steps``: optimizer steps trained without refinement first (the LM needs a
     usable depth; see docs/design.md). ``grad_through_lm=false`` leaves learned features untrained
     (their only signal passes the LM). ``finest_stride``: the learned features' finest level, in input
-    pixels (levels at ``finest_stride * 2^k``, coarse to fine).
+    pixels (levels at ``finest_stride * 2^k``, coarse to fine). ``pose_photometric_trains_depth``: the
+    pose net's own photometric term also trains the depth net (by default it sees detached depth), so
+    the depth's scale is tied to the pose net's as in the baseline; a probe of why the Monodepth2 +
+    SA4Depth depth scale drifts per street (docs/design.md).
     """
 
     enabled: bool = False
@@ -96,6 +99,7 @@ class RefineConfig(LMConfig):
     grad_through_lm: bool = True
     pose_photometric_weight: float = 1.0
     pose_consistency_weight: float = 0.0
+    pose_photometric_trains_depth: bool = False
     warmup_steps: int = 0
 
     def __post_init__(self):

@@ -7,7 +7,7 @@ import torch
 from sa4depth.config import load_config
 from sa4depth.data import layout
 from sa4depth.data.datamodule import DepthDataModule
-from sa4depth.train.model import DepthPoseModel
+from sa4depth.train.model import DepthPoseModel, batch_camera
 
 
 @pytest.fixture(scope="module")
@@ -249,6 +249,31 @@ def test_recomputed_pose_net_photometric_term_gives_the_same_loss_and_gradients(
     for a, b_ in zip(grads_r, grads_p, strict=True):
         torch.testing.assert_close(a, b_, rtol=1e-6, atol=1e-9)
     assert all(g is not None for g in grads_r) and sum(g.abs().sum() for g in grads_r) > 0
+
+
+@pytest.mark.parametrize("trains_depth", [False, True])
+def test_pose_net_photometric_term_trains_the_depth_only_when_asked(batch, trains_depth):
+    """By default the pose net's own term sees detached depth; ``refine.pose_photometric_trains_depth``
+    lets its gradient reach the depth net too (tying the depth's scale to the pose net's)."""
+    root, b = batch
+    model = model_for(
+        root, "refine.enabled=true", f"refine.pose_photometric_trains_depth={str(trains_depth).lower()}"
+    )
+    images, inputs = b["images"], b["images_aug"]
+    depth = model.depth_from_disp(model.depth_net(inputs[:, 0])[0])
+    logs = {}
+    term = model._pose_net_photometric(
+        images,
+        depth,
+        batch_camera(b),
+        model.predict_poses(inputs),
+        logs,
+        model.pose_net_objective.prepare(images),
+    )
+    term.backward()
+    depth_grad = sum(p.grad.abs().sum() for p in model.depth_net.parameters() if p.grad is not None)
+    assert (depth_grad > 0) == trains_depth
+    assert sum(p.grad.abs().sum() for p in model.pose_net.parameters() if p.grad is not None) > 0
 
 
 def test_pose_net_photometric_term_is_recomputed_after_the_refined_poses_backward(batch, monkeypatch):

@@ -143,7 +143,10 @@ class DepthPoseModel(nn.Module):
         return loss, logs
 
     def _pose_net_photometric(self, images, depth, camera, poses_net, logs, reference) -> torch.Tensor:
-        """The pose net's own weighted photometric term on the detached depth (0 when its weight is 0).
+        """The pose net's own weighted photometric term (0 when its weight is 0).
+
+        The depth is detached unless ``refine.pose_photometric_trains_depth``: then this term also ties
+        the depth's scale to the pose net's, as the baseline's loss does.
 
         It keeps the pose net learning when the main loss sees refined poses. Its warped images and SSIM
         maps (~0.65 GiB at 192x640, batch 12) are not kept but recomputed in the backward pass
@@ -155,10 +158,10 @@ class DepthPoseModel(nn.Module):
         weight = self.cfg.refine.pose_photometric_weight
         if weight <= 0:
             return images.new_zeros(())
+        if not self.cfg.refine.pose_photometric_trains_depth:
+            depth = depth.detach()
         pose_photo = torch.utils.checkpoint.checkpoint(
-            lambda: self.pose_net_objective.photometric(images, depth.detach(), poses_net, camera, reference)[
-                0
-            ],
+            lambda: self.pose_net_objective.photometric(images, depth, poses_net, camera, reference)[0],
             use_reentrant=False,
         )
         logs["pose_net_photometric"] = pose_photo.detach()
