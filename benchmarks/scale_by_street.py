@@ -32,7 +32,7 @@ def rotation_per_frame(T_world_cam: np.ndarray, frame: int) -> float:
     return float(np.degrees(rotation_angle(R)) / max(last - first, 1))
 
 
-def street_table(run: Path, data: Path, split: str = "test") -> dict[str, dict[str, float]]:
+def street_table(run: Path, data: Path) -> dict[str, dict[str, float]]:
     """Per street: mean scale / mean over streets, and that for its straighter and more turning half."""
     path = run / "metrics_test.json"
     if not path.is_file():
@@ -42,7 +42,7 @@ def street_table(run: Path, data: Path, split: str = "test") -> dict[str, dict[s
     except (json.JSONDecodeError, KeyError, TypeError) as e:
         raise InputError(path, f"not the metrics of a finished run ({type(e).__name__}: {e})") from None
     frames: dict[str, list[int]] = {}
-    for sequence, frame in read_split(data / "splits" / f"{split}.txt"):
+    for sequence, frame in read_split(data / "splits" / "test.txt"):
         frames.setdefault(sequence, []).append(frame)
     overall = np.mean([np.mean(v) for v in scales.values()])
     table = {}
@@ -69,19 +69,18 @@ def main() -> None:
     )
     parser.add_argument("--data", type=Path, required=True, help="the benchmark set the runs were tested on")
     parser.add_argument("--runs", type=Path, nargs="+", required=True, help="finished run folders")
-    parser.add_argument("--split", default="test")
     parser.add_argument("--out", type=Path, help="also write the table here (Markdown)")
     args = parser.parse_args()
     lines = [
         "Command: python benchmarks/scale_by_street.py " + " ".join(sys.argv[1:]),
         "",
-        f"Per-street mean depth scale / mean over streets ({args.split} split of {args.data}); "
+        f"Per-street mean depth scale / mean over streets (test split of {args.data}); "
         "in brackets: the street's straighter / more turning half of frames.",
         "",
     ]
     header = None
     for run in args.runs:
-        table = street_table(run, args.data, args.split)
+        table = street_table(run, args.data)
         if header is None:
             header = list(table)
             rot = " | ".join(f"{s} ({table[s]['rotation_deg_median']:.2f} deg/frame)" for s in header)
