@@ -6,7 +6,10 @@ and writes per-run JSON plus a mean +- std table. Interrupted runs survive: a fi
 ``metrics_test.json`` exists) is skipped, an unfinished one resumes from its ``last.ckpt``, and every
 result file is written atomically. Run several processes with different ``--seeds`` side by side, each
 with ``OMP_NUM_THREADS=1``. ``summary.md`` covers every finished run in the folder, whichever process
-wrote it last.
+wrote it last. SC-Depth + SA4Depth trains exactly as its baseline until its warm-up ends, so when the
+baseline of the same seed has got past that step (list it first in ``--variants``), the SA4Depth run starts
+from the baseline's checkpoint kept there (`sa4depth.train.fork`; ``forked_from.json`` in its folder)
+instead of repeating those steps; ``--no-fork`` trains it from step 0.
 
     python benchmarks/compare_sa4depth.py --steps 6000 --seeds 0 1 2 --out benchmarks/results/converged
 """
@@ -31,6 +34,8 @@ from sa4depth.data.layout import atomic_write_text
 from sa4depth.errors import run_script
 from sa4depth.eval.report_table import write_metrics_json
 from sa4depth.recipes import recipe_path
+from sa4depth.train.fork import fork_run
+from sa4depth.train.run import kept_checkpoint
 
 # Smoothness 0.01, not SC-Depth's 0.1: on world version 2 with the batch-norm pose CNN, 0.1 flattened the
 # disparity to one constant by step 50 (val AbsRel 0.534 from then on); 0.01 reached val 0.32 at step
@@ -112,14 +117,40 @@ def write_curve(run_dir: Path) -> None:
     write_metrics_json(run_dir / "curve.json", curve)
 
 
-def run_one(run_dir: Path, overrides: list[str], recipe: Path) -> dict:
-    """Train and evaluate one run, or reuse its finished result, or resume it from ``last.ckpt``."""
+def fork_source(partner: Path, step: int) -> Path | None:
+    """The baseline run's checkpoint kept at ``step``, once the baseline has trained (and validated) past it.
+
+    Before its refinement warm-up ends, SA4Depth trains exactly as its baseline (`sa4depth.train.fork`),
+    so it can start there instead of repeating those steps. None if the baseline has not got that far.
+    """
+    kept = kept_checkpoint(partner, step)
+    if not kept.is_file():
+        return None
+    if (partner / "metrics_test.json").is_file():
+        return kept
+    last = partner / "checkpoints" / "last.ckpt"
+    try:
+        done = torch.load(last, map_location="cpu", weights_only=True, mmap=True)["global_step"]
+    except Exception:  # missing, or being replaced right now: ask again on the next call
+        return None
+    return kept if done > step else None
+
+
+def run_one(run_dir: Path, overrides: list[str], recipe: Path, fork_from: Path | None = None) -> dict:
+    """Train and evaluate one run, or reuse its finished result, or resume it from ``last.ckpt``.
+
+    A new run with ``fork_from`` (a kept checkpoint of its baseline) starts from there (`fork_run`).
+    """
     metrics_file = run_dir / "metrics_test.json"
     if metrics_file.is_file():
         return json.loads(metrics_file.read_text())
     resume = (run_dir / "checkpoints" / "last.ckpt").is_file()
     if not resume and run_dir.exists():
         shutil.rmtree(run_dir)  # killed before its first checkpoint: nothing to keep
+    if not resume and fork_from is not None:
+        fork_run(fork_from, load_config(recipe, [f"output_dir={run_dir}", *overrides]))
+        print(f"{run_dir.name}: forked from {fork_from}", flush=True)
+        resume = True
     start = time.time()
     results, _ = train_and_evaluate(run_dir, overrides, recipe=recipe, resume=resume)
     write_curve(run_dir)
@@ -198,6 +229,11 @@ def main() -> None:
         action="store_true",
         help="train nothing: write the summary (mean +- std, Welch's t) of every finished run in --out",
     )
+    parser.add_argument(
+        "--no-fork",
+        action="store_true",
+        help="train SA4Depth runs with a warm-up from step 0, not from their baseline's kept checkpoint",
+    )
     parser.add_argument("overrides", nargs="*", help="extra config overrides for every run")
     args = parser.parse_args()
 
@@ -211,20 +247,21 @@ def main() -> None:
         return
     for seed in [] if args.summary_only else args.seeds:
         for name in args.variants:
-            warmup = (
-                [f"refine.warmup_steps={int(steps * WARMUP_FRACTION[name])}"]
-                if name in WARMUP_FRACTION
-                else []
-            )
+            warmup = int(steps * WARMUP_FRACTION.get(name, 0))
+            partner_warmup = int(steps * WARMUP_FRACTION.get(name + "+sa4depth", 0))
             overrides = [
                 f"data.root={args.data}",
                 f"trainer.max_steps={steps}",
                 f"trainer.seed={seed}",
                 *VARIANTS[name],
-                *warmup,
+                # A baseline keeps the checkpoint its SA4Depth partner can fork from.
+                *([f"trainer.keep_checkpoint_steps=[{partner_warmup}]"] if partner_warmup else []),
+                *([f"refine.warmup_steps={warmup}"] if warmup else []),
                 *args.overrides,
             ]
-            run_one(out / run_name(name, seed), overrides, recipe)
+            partner = out / run_name(name.removesuffix("+sa4depth"), seed)
+            fork_from = fork_source(partner, warmup) if warmup and not args.no_fork else None
+            run_one(out / run_name(name, seed), overrides, recipe, fork_from)
     # The summary covers every finished run in the folder, so a run of one variant or seed never drops
     # the others' rows.
     seeds, runs = finished_runs(out)

@@ -78,6 +78,39 @@ def test_unfinished_run_resumes_and_one_without_checkpoint_restarts(tmp_path, mo
     assert not killed_early.exists()  # cleared before the fresh start (train_and_evaluate is mocked here)
 
 
+def test_sa4depth_forks_only_once_its_baseline_has_passed_the_warmup(tmp_path):
+    compare = _load("compare_sa4depth")
+    base = tmp_path / "sc_depth_seed1"
+    (base / "checkpoints").mkdir(parents=True)
+    assert compare.fork_source(base, 1500) is None  # nothing kept
+    kept = base / "checkpoints" / "step_1500.ckpt"
+    kept.write_bytes(b"x")
+    last = base / "checkpoints" / "last.ckpt"
+    assert compare.fork_source(base, 1500) is None  # no last.ckpt to tell how far the baseline got
+    torch.save({"global_step": 1500}, last)
+    assert compare.fork_source(base, 1500) is None  # its validation at that step may not be logged yet
+    torch.save({"global_step": 1750}, last)
+    assert compare.fork_source(base, 1500) == kept
+    last.unlink()
+    (base / "metrics_test.json").write_text("{}")
+    assert compare.fork_source(base, 1500) == kept
+
+
+def test_a_new_run_with_a_fork_source_forks_and_then_resumes(tmp_path, monkeypatch):
+    compare = _load("compare_sa4depth")
+    forks, calls = [], []
+    monkeypatch.setattr(compare, "fork_run", lambda source, cfg: forks.append((source, cfg.output_dir)))
+    monkeypatch.setattr(
+        compare,
+        "train_and_evaluate",
+        lambda run_dir, o, recipe, resume: calls.append(resume) or ({"depth": {"abs_rel": 1.0}}, None),
+    )
+    monkeypatch.setattr(compare, "write_curve", lambda run_dir: None)
+    run, source = tmp_path / "sc_depth_sa4depth_seed1", tmp_path / "step_1500.ckpt"
+    compare.run_one(run, ["refine.enabled=true"], compare.recipe_path("synthetic_cpu"), fork_from=source)
+    assert forks == [(source, str(run))] and calls == [True]
+
+
 def test_summary_covers_every_finished_run_in_the_folder(tmp_path):
     """A run of one variant and seed must not drop the other finished runs from the folder's summary."""
     compare = _load("compare_sa4depth")

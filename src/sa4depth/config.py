@@ -146,6 +146,9 @@ class TrainerConfig:
     precision: str = "32-true"
     # last.ckpt is also written every this many optimizer steps (and at each epoch end), for resume.
     checkpoint_every_n_steps: int = 500
+    # Steps whose last.ckpt is also kept as checkpoints/step_<n>.ckpt: where another run can fork from this
+    # one (`sa4depth.train.fork`), e.g. SA4Depth from its baseline at the end of its refinement warm-up.
+    keep_checkpoint_steps: list[int] = field(default_factory=list)
     # Also keep best.ckpt (lowest val/abs_rel); false keeps only last.ckpt, half the disk space of a run.
     save_best: bool = True
     # Batch-norm statistics over the global batch in multi-process training (DDP on GPUs only).
@@ -503,6 +506,8 @@ def validate_config(cfg: Config, source: str = "config", overrides: list[str] | 
     count("trainer.num_nodes", t.num_nodes, 1)
     one_of("trainer.precision", str(t.precision), _PRECISIONS)
     count("trainer.checkpoint_every_n_steps", t.checkpoint_every_n_steps, 0)
+    for step in t.keep_checkpoint_steps:
+        count("trainer.keep_checkpoint_steps", step, 1)
     need("trainer.save_best", isinstance(t.save_best, bool), "must be true or false")
     count("trainer.accumulate_grad_batches", t.accumulate_grad_batches, 1)
     return cfg

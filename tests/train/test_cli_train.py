@@ -57,6 +57,21 @@ def test_a_folder_holding_a_run_is_refused_unless_overwrite(world, tmp_path, cap
     assert len(events) == 1 and not set(events) & set(old_events)  # the old logs went with the old run
 
 
+def test_fork_from_refuses_a_different_training_in_one_line(world, tmp_path, capsys):
+    base = tmp_path / "base"
+    assert main(train_args(world, base, "--max-steps", "2", "trainer.keep_checkpoint_steps=[1]")) == 0
+    kept = base / "checkpoints" / "step_1.ckpt"
+    assert step(kept) == 1
+    capsys.readouterr()
+    fork = tmp_path / "fork"
+    # Refining from step 0 differs from the baseline's training at step 1 already.
+    args = train_args(world, fork, "--fork-from", str(kept), "--max-steps", "2", "refine.enabled=true")
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: {kept}: saved at step 1, after the fork's"), err
+    assert not fork.exists()
+
+
 def test_output_dir_that_is_a_file_is_refused(world, tmp_path, capsys):
     (tmp_path / "file").write_text("not a folder")
     assert main(train_args(world, tmp_path / "file")) == 2

@@ -110,6 +110,13 @@ def _add_train(sub) -> None:
         help="delete a previous run's checkpoints/, tensorboard/ and config.yaml in output_dir first "
         "(without --resume or --overwrite, an output_dir holding a run is refused)",
     )
+    existing.add_argument(
+        "--fork-from",
+        metavar="CKPT",
+        help="start from another run's checkpoint at a step before which the two trainings are the same "
+        "(a baseline's checkpoints/step_N.ckpt, kept with trainer.keep_checkpoint_steps=[N], for SA4Depth "
+        "with refine.warmup_steps=N); the configs may differ only in refine.* and output_dir",
+    )
     p.add_argument(
         "--max-steps",
         type=int,
@@ -136,8 +143,12 @@ def _run_train(args) -> None:
     from sa4depth.train.run import TrainingInterrupted, train
 
     cfg = load_config(args.config, _overrides(args))
+    if args.fork_from:
+        from sa4depth.train.fork import fork_run
+
+        fork_run(args.fork_from, cfg)
     try:
-        path = train(cfg, resume=args.resume, overwrite=args.overwrite)
+        path = train(cfg, resume=args.resume or bool(args.fork_from), overwrite=args.overwrite)
     except TrainingInterrupted as e:
         print(e, file=sys.stderr)  # what was saved and how to continue, instead of main's bare "interrupted"
         raise SystemExit(130) from None

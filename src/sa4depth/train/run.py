@@ -142,6 +142,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 class LastCheckpoint(Checkpoint):
     """Keeps ``last.ckpt`` current: every ``every_n_steps`` steps, at epoch ends, at the end and on Ctrl-C.
 
+    The saves at ``keep_steps`` are also kept as ``step_<n>.ckpt``, for runs that fork from this one.
+
     After a Ctrl-C it saves at the step boundary, then training stops.
 
     When a save falls on the last batch of an epoch it waits for the epoch end (after validation), so the
@@ -158,12 +160,20 @@ class LastCheckpoint(Checkpoint):
         path: the checkpoint file.
         every_n_steps: period in optimizer steps; 0 saves only at epoch ends and when training ends.
         interrupts: the run's `Interrupts`; None if Ctrl-C is not handled.
+        keep_steps: steps whose save is also kept, as ``step_<n>.ckpt`` beside ``path``.
     """
 
-    def __init__(self, path: str | Path, every_n_steps: int, interrupts: Interrupts | None = None):
+    def __init__(
+        self,
+        path: str | Path,
+        every_n_steps: int,
+        interrupts: Interrupts | None = None,
+        keep_steps: tuple[int, ...] = (),
+    ):
         if every_n_steps < 0:
             raise InputError("config", f"trainer.checkpoint_every_n_steps must be >= 0, got {every_n_steps}")
         self.path, self.every_n_steps, self.interrupts = Path(path), every_n_steps, interrupts
+        self.keep_steps = frozenset(keep_steps)
         self._saved_step = -1
 
     def _save(self, trainer: L.Trainer) -> None:
@@ -172,6 +182,11 @@ class LastCheckpoint(Checkpoint):
         # Called on every rank (it synchronises); only global rank 0 writes the file.
         trainer.save_checkpoint(self.path, weights_only=False)
         self._saved_step = trainer.global_step
+        if trainer.global_step in self.keep_steps and trainer.is_global_zero:
+            kept = kept_checkpoint(self.path.parent.parent, trainer.global_step)
+            tmp = kept.with_name(f".{kept.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+            shutil.copyfile(self.path, tmp)
+            os.replace(tmp, kept)
 
     def _stop_requested(self, trainer: L.Trainer) -> bool:
         # Every rank calls this at the same points, so all of them stop at the same step.
@@ -193,7 +208,8 @@ class LastCheckpoint(Checkpoint):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         stop = self._stop_requested(trainer)
-        periodic = self.every_n_steps > 0 and trainer.global_step % self.every_n_steps == 0
+        step = trainer.global_step
+        periodic = (self.every_n_steps > 0 and step % self.every_n_steps == 0) or step in self.keep_steps
         if not (stop or periodic) or trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
             return  # on_train_epoch_end saves the last batch's state, after this epoch's validation
         self._save(trainer)
@@ -393,7 +409,20 @@ def checkpoint_dir(cfg: Config) -> Path:
     return Path(cfg.output_dir) / "checkpoints"
 
 
-RUN_ENTRIES = ("checkpoints", "tensorboard", "config.yaml")
+def kept_checkpoint(output_dir: str | os.PathLike, step: int) -> Path:
+    """Where a run keeps the checkpoint of ``step`` (``trainer.keep_checkpoint_steps``).
+
+    Example:
+        >>> kept_checkpoint("runs/a", 1500).as_posix()
+        'runs/a/checkpoints/step_1500.ckpt'
+    """
+    return Path(output_dir) / "checkpoints" / f"step_{step}.ckpt"
+
+
+FORK_RECORD = "forked_from.json"
+"""Written into the ``output_dir`` of a run forked from another (`sa4depth.train.fork`): where it started."""
+
+RUN_ENTRIES = ("checkpoints", "tensorboard", "config.yaml", FORK_RECORD)
 """What a training run writes into ``output_dir`` (and ``overwrite`` deletes)."""
 
 
@@ -467,7 +496,8 @@ def build_trainer(
 ) -> L.Trainer:
     """The Lightning Trainer for ``cfg``: checkpoints, logger, strategy.
 
-    Checkpoints: ``last.ckpt``, and ``best.ckpt`` by ``val/abs_rel`` if ``trainer.save_best``.
+    Checkpoints: ``last.ckpt`` (also kept as ``step_<n>.ckpt`` at ``trainer.keep_checkpoint_steps``), and
+    ``best.ckpt`` by ``val/abs_rel`` if ``trainer.save_best``.
 
     Args:
         cfg: the full config.
@@ -483,7 +513,12 @@ def build_trainer(
     # trainer.save_best=false: no best.ckpt, so a run keeps one checkpoint instead of two.
     callbacks = [BestCheckpoint(checkpoint_dir(cfg))] if t.save_best else []
     callbacks += [
-        LastCheckpoint(checkpoint_dir(cfg) / "last.ckpt", t.checkpoint_every_n_steps, interrupts),
+        LastCheckpoint(
+            checkpoint_dir(cfg) / "last.ckpt",
+            t.checkpoint_every_n_steps,
+            interrupts,
+            tuple(t.keep_checkpoint_steps),
+        ),
         SaveConfig(cfg),
         LearningRateMonitor(logging_interval="epoch"),
         *(extra_callbacks or []),
