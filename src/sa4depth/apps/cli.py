@@ -115,7 +115,8 @@ def _add_train(sub) -> None:
         metavar="CKPT",
         help="start from another run's checkpoint at a step before which the two trainings are the same "
         "(a baseline's checkpoints/step_N.ckpt, kept with trainer.keep_checkpoint_steps=[N], for SA4Depth "
-        "with refine.warmup_steps=N); the configs may differ only in refine.* and output_dir",
+        "with refine.warmup_steps=N); the configs may differ only in refine.* and output_dir "
+        "(default: none, a run from step 0)",
     )
     p.add_argument(
         "--max-steps",
