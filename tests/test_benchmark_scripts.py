@@ -111,6 +111,14 @@ def test_a_new_run_with_a_fork_source_forks_and_then_resumes(tmp_path, monkeypat
     assert forks == [(source, str(run))] and calls == [True]
 
 
+def test_identical_before_compares_the_points_both_runs_logged_before_the_step():
+    check = _load("identical_before")
+    a = {"loss": (np.array([0, 1, 2]), np.array([1.0, 2.0, 3.0])), "lm": (np.array([2]), np.array([1.0]))}
+    b = {"loss": (np.array([0, 1, 2, 3]), np.array([1.0, 2.0, 9.0, 4.0]))}
+    assert check.compare(a, b, before=2) == [("loss", 2, 1, True)]
+    assert check.compare(a, b, before=5) == [("loss", 3, 2, False)]
+
+
 def test_summary_covers_every_finished_run_in_the_folder(tmp_path):
     """A run of one variant and seed must not drop the other finished runs from the folder's summary."""
     compare = _load("compare_sa4depth")
