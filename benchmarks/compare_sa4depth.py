@@ -35,7 +35,7 @@ from sa4depth.errors import run_script
 from sa4depth.eval.report_table import write_metrics_json
 from sa4depth.recipes import recipe_path
 from sa4depth.train.fork import fork_run
-from sa4depth.train.run import kept_checkpoint
+from sa4depth.train.run import kept_checkpoint, saved_step
 
 # Smoothness 0.01, not SC-Depth's 0.1: on world version 2 with the batch-norm pose CNN, 0.1 flattened the
 # disparity to one constant by step 50 (val AbsRel 0.534 from then on); 0.01 reached val 0.32 at step
@@ -128,12 +128,9 @@ def fork_source(partner: Path, step: int) -> Path | None:
         return None
     if (partner / "metrics_test.json").is_file():
         return kept
-    last = partner / "checkpoints" / "last.ckpt"
-    try:
-        done = torch.load(last, map_location="cpu", weights_only=True, mmap=True)["global_step"]
-    except Exception:  # missing, or being replaced right now: ask again on the next call
-        return None
-    return kept if done > step else None
+    # None while last.ckpt is missing (or being replaced right now): ask again on the next call.
+    done = saved_step(partner / "checkpoints" / "last.ckpt")
+    return kept if done is not None and done > step else None
 
 
 def run_one(run_dir: Path, overrides: list[str], recipe: Path, fork_from: Path | None = None) -> dict:

@@ -32,3 +32,23 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real test data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+def _assert_same_training_state(got: dict, want: dict) -> None:
+    """Two training checkpoints hold bit-identical weights, Adam state, schedule, step and epoch."""
+    assert got["global_step"] == want["global_step"] and got["epoch"] == want["epoch"]
+    assert got["state_dict"].keys() == want["state_dict"].keys()
+    for key, value in want["state_dict"].items():
+        assert torch.equal(got["state_dict"][key], value), key
+    opt_got, opt_want = got["optimizer_states"][0], want["optimizer_states"][0]
+    assert opt_got["state"].keys() == opt_want["state"].keys()
+    for index, state in opt_want["state"].items():
+        for name, value in state.items():
+            assert torch.equal(opt_got["state"][index][name], value), (index, name)
+    assert got["lr_schedulers"] == want["lr_schedulers"]
+
+
+@pytest.fixture
+def same_training_state():
+    """`_assert_same_training_state`: a resumed or forked run against one trained without a break."""
+    return _assert_same_training_state

@@ -52,7 +52,7 @@ def load(path):
 
 
 @pytest.mark.slow
-def test_sigkilled_run_resumes_to_the_uninterrupted_result(tmp_path):
+def test_sigkilled_run_resumes_to_the_uninterrupted_result(tmp_path, same_training_state):
     world = toy_world(tmp_path / "world", frames=5)
     # The reference runs alongside the run that gets killed, to halve the wall time.
     reference, ref_log = start(train_command(world, tmp_path / "ref"), tmp_path, "ref.log")
@@ -72,17 +72,9 @@ def test_sigkilled_run_resumes_to_the_uninterrupted_result(tmp_path):
     assert finish(reference, ref_log) == 0, (tmp_path / "ref.log").read_text()[-3000:]
 
     got, want = load(last), load(tmp_path / "ref" / "checkpoints" / "last.ckpt")
-    assert got["global_step"] == want["global_step"] == TOTAL_STEPS
-    assert got["epoch"] == want["epoch"]
+    assert got["global_step"] == TOTAL_STEPS
     # Deterministic CPU kernels and the same batches in the same order: bit-identical, tolerance 0.
-    for key, value in want["state_dict"].items():
-        assert torch.equal(got["state_dict"][key], value), key
-    opt_got, opt_want = got["optimizer_states"][0], want["optimizer_states"][0]
-    assert opt_got["state"].keys() == opt_want["state"].keys()
-    for index, state in opt_want["state"].items():
-        for name, value in state.items():
-            assert torch.equal(opt_got["state"][index][name], value), (index, name)
-    assert got["lr_schedulers"] == want["lr_schedulers"]
+    same_training_state(got, want)
     # A kill can interrupt a save, but the resumed run cleans up what it left.
     assert not list((tmp_path / "run").rglob("*.tmp"))
 

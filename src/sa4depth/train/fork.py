@@ -15,7 +15,7 @@ from pathlib import Path
 
 import lightning as L
 
-from sa4depth.config import Config, config_from_dict, config_to_dict
+from sa4depth.config import Config, config_to_dict
 from sa4depth.data.layout import atomic_write_text
 from sa4depth.errors import InputError
 from sa4depth.train.run import (
@@ -23,6 +23,7 @@ from sa4depth.train.run import (
     RUN_ENTRIES,
     AtomicCheckpointIO,
     build_system,
+    checkpoint_config,
     checkpoint_dir,
     read_checkpoint,
 )
@@ -138,10 +139,7 @@ def fork_run(source: str | os.PathLike, cfg: Config) -> Path:
     """
     source = Path(source)
     ckpt = read_checkpoint(source)
-    try:
-        source_cfg = config_from_dict(ckpt["sa4depth_config"])
-    except InputError as e:
-        raise InputError(source, f"checkpoint config: {e.problem}") from None
+    source_cfg = checkpoint_config(ckpt, source)
     step = int(ckpt["global_step"])
     _check_forkable(source_cfg, cfg, step, source)
     out = Path(cfg.output_dir)

@@ -108,6 +108,11 @@ class Interrupts:
             raise _StopRequested
 
 
+def _temp_beside(path: Path) -> Path:
+    """A unique temporary name beside ``path``, of the form `LastCheckpoint.setup` cleans up after a kill."""
+    return path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Save to a temporary file in the same folder, then rename: a kill never corrupts a checkpoint.
 
@@ -125,7 +130,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         # A unique name opened with "x" (not mkstemp) so the file gets the usual umask permissions.
-        tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+        tmp = _temp_beside(path)
         guard = self.interrupts.saving() if self.interrupts is not None else contextlib.nullcontext()
         with guard:
             try:
@@ -184,7 +189,7 @@ class LastCheckpoint(Checkpoint):
         self._saved_step = trainer.global_step
         if trainer.global_step in self.keep_steps and trainer.is_global_zero:
             kept = kept_checkpoint(self.path.parent.parent, trainer.global_step)
-            tmp = kept.with_name(f".{kept.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+            tmp = _temp_beside(kept)
             shutil.copyfile(self.path, tmp)
             os.replace(tmp, kept)
 
@@ -443,11 +448,9 @@ def _describe_run(out: Path, found: list[str]) -> str:
         if not checkpoints:
             parts.append(name + ("/" if (out / name).is_dir() else ""))
         for ckpt in checkpoints:
-            try:
-                step = torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)["global_step"]
-                parts.append(f"{name}/{ckpt.name} at step {step}")
-            except Exception:  # damaged or foreign: still something the user may want to keep
-                parts.append(f"{name}/{ckpt.name}")
+            # A damaged or foreign file has no step, but is still something the user may want to keep.
+            step = saved_step(ckpt)
+            parts.append(f"{name}/{ckpt.name}" + (f" at step {step}" if step is not None else ""))
     return ", ".join(parts)
 
 
@@ -606,10 +609,18 @@ def train(
     return checkpoint_dir(cfg)
 
 
+def saved_step(path: str | os.PathLike) -> int | None:
+    """The optimizer step a checkpoint holds; None for a missing, damaged or foreign file."""
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["global_step"])
+    except Exception:  # torch raises many types for a damaged file
+        return None
+
+
 def _interrupted_message(trainer: L.Trainer, last: Path) -> str:
-    try:  # the file itself: a save may have completed just before the Ctrl-C that ended the run
-        saved = torch.load(last, map_location="cpu", weights_only=True, mmap=True)["global_step"]
-    except Exception:  # none yet (or unreadable): say so rather than point at it
+    # The file itself: a save may have completed just before the Ctrl-C that ended the run.
+    saved = saved_step(last)
+    if saved is None:  # none yet (or unreadable): say so rather than point at it
         return f"interrupted at step {trainer.global_step}, before any checkpoint was saved"
     return f"interrupted at step {trainer.global_step}: {last} holds step {saved}; continue with --resume"
 
@@ -641,6 +652,14 @@ def read_checkpoint(path: str | Path, mmap: bool = False) -> dict:
     if not isinstance(ckpt.get("state_dict"), dict):
         raise InputError(path, "not an sa4depth training checkpoint (no state_dict)")
     return ckpt
+
+
+def checkpoint_config(ckpt: dict, path: str | Path) -> Config:
+    """The config a checkpoint (from `read_checkpoint`) was trained with; a bad one raises `InputError`."""
+    try:
+        return config_from_dict(ckpt["sa4depth_config"])
+    except InputError as e:
+        raise InputError(path, f"checkpoint config: {e.problem}") from None
 
 
 def check_fits(system: DepthPoseSystem, ckpt: dict, path: str | Path) -> None:
@@ -675,10 +694,7 @@ def load_checkpoint(path: str | Path) -> tuple[DepthPoseSystem, Config]:
         The system in eval mode and the config it was trained with.
     """
     ckpt = read_checkpoint(path)
-    try:
-        cfg = config_from_dict(ckpt["sa4depth_config"])
-    except InputError as e:
-        raise InputError(path, f"checkpoint config: {e.problem}") from None
+    cfg = checkpoint_config(ckpt, path)
     system = build_system(cfg, path)
     check_fits(system, ckpt, path)
     # NaN weights (a diverged run, or a crafted file) would give NaN depth with exit 0 everywhere.
