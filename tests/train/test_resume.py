@@ -14,6 +14,7 @@ import time
 import pytest
 import torch
 
+from sa4depth.apps.visualize import load_scalars
 from sa4depth.data.toy import toy_run_overrides, toy_world
 
 # 5 frames -> 3 targets per sequence, 6 in all: 3 steps per epoch at batch size 2.
@@ -32,6 +33,7 @@ def train_command(world, out, *extra):
         "trainer.seed=3",
         f"trainer.max_steps={TOTAL_STEPS}",
         f"trainer.checkpoint_every_n_steps={STEPS_PER_EPOCH}",
+        "trainer.log_every_n_steps=1",
     ]
 
 
@@ -77,6 +79,11 @@ def test_sigkilled_run_resumes_to_the_uninterrupted_result(tmp_path, same_traini
     same_training_state(got, want)
     # A kill can interrupt a save, but the resumed run cleans up what it left.
     assert not list((tmp_path / "run").rglob("*.tmp"))
+    # TensorBoard: every point at the step the uninterrupted run logged it (the kill followed an
+    # end-of-epoch save, after which Lightning alone would log each later point one step too high).
+    got_steps = {tag: steps.tolist() for tag, (steps, _) in load_scalars(tmp_path / "run").items()}
+    want_steps = {tag: steps.tolist() for tag, (steps, _) in load_scalars(tmp_path / "ref").items()}
+    assert got_steps == want_steps
 
 
 # Scripted validation scores by global step (3 training steps per epoch): run 1 ends on its best score

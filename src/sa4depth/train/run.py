@@ -180,12 +180,18 @@ class LastCheckpoint(Checkpoint):
         self.path, self.every_n_steps, self.interrupts = Path(path), every_n_steps, interrupts
         self.keep_steps = frozenset(keep_steps)
         self._saved_step = -1
+        self._batch_counted: bool | None = None  # set during this callback's own saves only
 
-    def _save(self, trainer: L.Trainer) -> None:
+    def _save(self, trainer: L.Trainer, batch_counted: bool = True) -> None:
+        """Save, after (``batch_counted``) or before Lightning has counted the last batch for its loggers."""
         if trainer.sanity_checking or trainer.global_step == self._saved_step:
             return
-        # Called on every rank (it synchronises); only global rank 0 writes the file.
-        trainer.save_checkpoint(self.path, weights_only=False)
+        self._batch_counted = batch_counted
+        try:
+            # Called on every rank (it synchronises); only global rank 0 writes the file.
+            trainer.save_checkpoint(self.path, weights_only=False)
+        finally:
+            self._batch_counted = None
         self._saved_step = trainer.global_step
         if trainer.global_step in self.keep_steps and trainer.is_global_zero:
             kept = kept_checkpoint(self.path.parent.parent, trainer.global_step)
@@ -211,13 +217,21 @@ class LastCheckpoint(Checkpoint):
         if self.interrupts is not None and self.interrupts.requested:
             raise _StopRequested  # Ctrl-C during the set-up: nothing new to save
 
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        # Lightning (2.6) adds one to its logger-step counter on every restore, as if each save happened
+        # in on_train_batch_end, before the batch is counted. Saves after the count (epoch end, training
+        # end) store one less, or a resumed run logs every later point one step too high (3, 4, 5 become
+        # 4, 5, 6).
+        if self._batch_counted:
+            checkpoint["loops"]["fit_loop"]["epoch_loop.state_dict"]["_batches_that_stepped"] -= 1
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         stop = self._stop_requested(trainer)
         step = trainer.global_step
         periodic = (self.every_n_steps > 0 and step % self.every_n_steps == 0) or step in self.keep_steps
         if not (stop or periodic) or trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
             return  # on_train_epoch_end saves the last batch's state, after this epoch's validation
-        self._save(trainer)
+        self._save(trainer, batch_counted=False)
         if stop:
             raise _StopRequested
 
