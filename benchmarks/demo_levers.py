@@ -54,6 +54,9 @@ RUNS = {
     # The recipe turns auto-masking off (nothing in the world moves with the camera), but it also drops
     # pixels that a wrong early pose warps worse than no warp at all: the sky and far facades.
     "automask": ("Monodepth2's auto-masking on, as in its KITTI recipe", ["loss.automask=true"]),
+    # Monodepth2's own four loss scales: the coarse depths give the pose net a wider basin early on.
+    "four_scales": ("Monodepth2's four loss scales instead of one", ["loss.num_scales=4"]),
+    "smooth_1e-2": ("smoothness weight 1e-2 instead of 1e-3", ["loss.smoothness_weight=1e-2"]),
 }
 
 
