@@ -91,7 +91,7 @@ def global_step(path):
 
 
 @pytest.mark.slow
-def test_ctrl_c_saves_a_resumable_checkpoint_and_exits_130(world, tmp_path):
+def test_ctrl_c_saves_a_resumable_checkpoint_and_exits_130(world, tmp_path, same_training_state):
     out = tmp_path / "run"
     last = out / "checkpoints" / "last.ckpt"
     rc, output, err = run_cli(tmp_path, "step", *train_args(world, out, "trainer.checkpoint_every_n_steps=0"))
@@ -103,6 +103,12 @@ def test_ctrl_c_saves_a_resumable_checkpoint_and_exits_130(world, tmp_path):
     rc, output, _ = run_cli(tmp_path, "none", *train_args(world, out, "--resume"))
     assert rc == 0, output[-3000:]
     assert global_step(last) == 4
+    # Step 2 is mid-epoch (3 steps per epoch): the resumed run trains on the epoch's third batch, as an
+    # uninterrupted one does, not on its first again, and ends bit-identical to it (deterministic CPU).
+    rc, output, _ = run_cli(tmp_path, "none", *train_args(world, tmp_path / "ref"))
+    assert rc == 0, output[-3000:]
+    load = lambda path: torch.load(path, map_location="cpu", weights_only=True)  # noqa: E731
+    same_training_state(load(last), load(tmp_path / "ref" / "checkpoints" / "last.ckpt"))
 
 
 @pytest.mark.slow

@@ -5,12 +5,13 @@ New datasets register a builder in `DATASETS`; every pipeline then trains on the
 
 from __future__ import annotations
 
+import itertools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import lightning as L
 import numpy as np
-from torch.utils.data import DataLoader, Dataset, Subset, default_collate
+from torch.utils.data import DataLoader, Dataset, RandomSampler, Subset, default_collate
 
 from sa4depth.config import DataConfig
 from sa4depth.data.folder import FolderDataset
@@ -84,6 +85,54 @@ Samples hold only tensors, bools, ints and strings (``sequence``), which it turn
 """
 
 
+class SkippingRandomSampler(RandomSampler):
+    """`RandomSampler` whose next pass can start ``skip`` indices in: the rest of an interrupted epoch.
+
+    A `RandomSampler` subclass, so that Lightning still swaps in its `DistributedSampler` under DDP. The
+    order itself comes from the ``generator`` (seeded per epoch by the training module).
+    """
+
+    skip = 0
+
+    def __iter__(self) -> Iterator[int]:
+        skip, self.skip = self.skip, 0
+        return itertools.islice(super().__iter__(), skip, None)
+
+
+class ResumableLoader(DataLoader):
+    """The training loader: Lightning saves how many batches of the epoch it served and resumes after them.
+
+    Without this Lightning replays an epoch interrupted after ``k`` of its ``n`` batches from its first
+    batch and ends it after ``n - k``: the resumed run trains on other batches than an uninterrupted one.
+    With a `SkippingRandomSampler` the epoch goes on at batch ``k`` of the same order. Under DDP
+    (Lightning's own sampler) the replay stays, with a warning.
+    """
+
+    def __iter__(self):
+        self._served = getattr(self, "_resume_at", 0)
+        self._resume_at = 0
+        for batch in super().__iter__():
+            self._served += 1
+            yield batch
+
+    def state_dict(self) -> dict:
+        return {"batches_served": getattr(self, "_served", 0)}
+
+    def load_state_dict(self, state: dict) -> None:
+        served = state.get("batches_served", 0)
+        if served == 0 or served >= len(self):
+            return  # saved at an epoch start or end: the next epoch starts from its first batch
+        if not isinstance(self.sampler, SkippingRandomSampler):
+            logger.warning(
+                "the training sampler cannot skip the %d batches already trained in this epoch: "
+                "the epoch is replayed from its start",
+                served,
+            )
+            return
+        self.sampler.skip = served * self.batch_size
+        self._resume_at = served
+
+
 class DepthDataModule(L.LightningDataModule):
     """Train / val / test loaders for one dataset config."""
 
@@ -114,15 +163,20 @@ class DepthDataModule(L.LightningDataModule):
         if stage in (None, "test") and self.test_set is None:
             self.test_set = build_dataset(self.cfg, self.cfg.test_split, train=False)
 
-    def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
-        return DataLoader(
+    def _loader(self, dataset: Dataset, train: bool) -> DataLoader:
+        """Training: shuffled full batches, resumable mid-epoch; evaluation: every sample in order."""
+        loader, order = (
+            (ResumableLoader, {"sampler": SkippingRandomSampler(dataset), "drop_last": True})
+            if train
+            else (DataLoader, {"shuffle": False})
+        )
+        return loader(
             dataset,
             batch_size=self.cfg.batch_size,
-            shuffle=shuffle,
-            drop_last=shuffle,
             num_workers=self.cfg.num_workers,
             collate_fn=collate,
             persistent_workers=self.cfg.num_workers > 0,
+            **order,
         )
 
     def intrinsics(self) -> np.ndarray | None:
@@ -135,10 +189,10 @@ class DepthDataModule(L.LightningDataModule):
         return self.train_set[0]["K"].double().numpy()
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, shuffle=True)
+        return self._loader(self.train_set, train=True)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, shuffle=False)
+        return self._loader(self.val_set, train=False)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, shuffle=False)
+        return self._loader(self.test_set, train=False)
