@@ -108,15 +108,17 @@ class ResumableLoader(DataLoader):
     (Lightning's own sampler) the replay stays, with a warning.
     """
 
+    _served = 0  # batches of the current pass handed to the trainer
+    _resume_at = 0  # the batch the next pass starts at
+
     def __iter__(self):
-        self._served = getattr(self, "_resume_at", 0)
-        self._resume_at = 0
+        self._served, self._resume_at = self._resume_at, 0
         for batch in super().__iter__():
             self._served += 1
             yield batch
 
     def state_dict(self) -> dict:
-        return {"batches_served": getattr(self, "_served", 0)}
+        return {"batches_served": self._served}
 
     def load_state_dict(self, state: dict) -> None:
         served = state.get("batches_served", 0)
