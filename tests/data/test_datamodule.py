@@ -32,7 +32,7 @@ def _epoch_loader(seed):
 
 def test_resumable_loader_goes_on_where_the_saved_epoch_stopped():
     uninterrupted = [batch.tolist() for batch in _epoch_loader(7)]
-    assert len(uninterrupted) == 3 and sorted(sum(uninterrupted, [])) != list(range(9))  # shuffled, 1 dropped
+    assert len(uninterrupted) == 3 and uninterrupted != [[0, 1, 2], [3, 4, 5], [6, 7, 8]]  # shuffled
     first = _epoch_loader(7)
     it = iter(first)
     served = [next(it).tolist()]

@@ -90,6 +90,10 @@ def global_step(path):
     return torch.load(path, map_location="cpu", weights_only=True, mmap=True)["global_step"]
 
 
+def training_state(path):
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
 @pytest.mark.slow
 def test_ctrl_c_saves_a_resumable_checkpoint_and_exits_130(world, tmp_path, same_training_state):
     out = tmp_path / "run"
@@ -107,8 +111,7 @@ def test_ctrl_c_saves_a_resumable_checkpoint_and_exits_130(world, tmp_path, same
     # uninterrupted one does, not on its first again, and ends bit-identical to it (deterministic CPU).
     rc, output, _ = run_cli(tmp_path, "none", *train_args(world, tmp_path / "ref"))
     assert rc == 0, output[-3000:]
-    load = lambda path: torch.load(path, map_location="cpu", weights_only=True)  # noqa: E731
-    same_training_state(load(last), load(tmp_path / "ref" / "checkpoints" / "last.ckpt"))
+    same_training_state(training_state(last), training_state(tmp_path / "ref" / "checkpoints" / "last.ckpt"))
 
 
 @pytest.mark.slow
