@@ -167,19 +167,15 @@ class DepthDataModule(L.LightningDataModule):
 
     def _loader(self, dataset: Dataset, train: bool) -> DataLoader:
         """Training: shuffled full batches, resumable mid-epoch; evaluation: every sample in order."""
-        loader, order = (
-            (ResumableLoader, {"sampler": SkippingRandomSampler(dataset), "drop_last": True})
-            if train
-            else (DataLoader, {"shuffle": False})
-        )
-        return loader(
-            dataset,
-            batch_size=self.cfg.batch_size,
-            num_workers=self.cfg.num_workers,
-            collate_fn=collate,
-            persistent_workers=self.cfg.num_workers > 0,
-            **order,
-        )
+        common = {
+            "batch_size": self.cfg.batch_size,
+            "num_workers": self.cfg.num_workers,
+            "collate_fn": collate,
+            "persistent_workers": self.cfg.num_workers > 0,
+        }
+        if train:
+            return ResumableLoader(dataset, sampler=SkippingRandomSampler(dataset), drop_last=True, **common)
+        return DataLoader(dataset, shuffle=False, **common)
 
     def intrinsics(self) -> np.ndarray | None:
         """The training camera: ``(3, 3)`` K at the training resolution, from the first training sample.

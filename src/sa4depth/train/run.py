@@ -180,7 +180,7 @@ class LastCheckpoint(Checkpoint):
         self.path, self.every_n_steps, self.interrupts = Path(path), every_n_steps, interrupts
         self.keep_steps = frozenset(keep_steps)
         self._saved_step = -1
-        self._batch_counted: bool | None = None  # set during this callback's own saves only
+        self._batch_counted = False  # True only during this callback's own saves after the count
 
     def _save(self, trainer: L.Trainer, batch_counted: bool = True) -> None:
         """Save, after (``batch_counted``) or before Lightning has counted the last batch for its loggers."""
@@ -191,7 +191,7 @@ class LastCheckpoint(Checkpoint):
             # Called on every rank (it synchronises); only global rank 0 writes the file.
             trainer.save_checkpoint(self.path, weights_only=False)
         finally:
-            self._batch_counted = None
+            self._batch_counted = False
         self._saved_step = trainer.global_step
         if trainer.global_step in self.keep_steps and trainer.is_global_zero:
             kept = kept_checkpoint(self.path.parent.parent, trainer.global_step)
