@@ -1,9 +1,12 @@
 """The README's main job in its smoke form: render, train both variants, evaluate, write the comparison."""
 
 import json
+import multiprocessing
+
+import torch
 
 from sa4depth.apps.cli import main
-from sa4depth.apps.demo import CONSTANT_ROW
+from sa4depth.apps.demo import CONSTANT_ROW, TakeFreedCores
 
 
 def test_quick_demo_writes_table_json_and_picture(tmp_path, capsys):
@@ -33,3 +36,17 @@ def test_quick_demo_writes_table_json_and_picture(tmp_path, capsys):
     assert "n/a: needs >= 2 sequences" in table
     assert (out / "depth_comparison.png").stat().st_size > 10_000
     assert "comparison.md" in capsys.readouterr().out
+
+
+def test_take_freed_cores_gives_a_finished_trainings_cores_to_the_rest():
+    running = multiprocessing.get_context("spawn").Value("i", 2)
+    before = torch.get_num_threads()
+    try:
+        callback = TakeFreedCores(running, cores=4)
+        callback.share()
+        assert torch.get_num_threads() == 2  # two trainings side by side: half the cores each
+        running.value = 1  # the other one ended
+        callback.on_train_batch_start(None, None, None, 0)
+        assert torch.get_num_threads() == 4
+    finally:
+        torch.set_num_threads(before)

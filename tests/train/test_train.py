@@ -159,6 +159,15 @@ def test_cosine_schedule_warms_up_then_decays_to_zero():
         DepthPoseSystem(cfg).configure_optimizers()
 
 
+@pytest.mark.parametrize("precision, fused", [("32-true", True), ("bf16-mixed", False), ("16-mixed", False)])
+def test_adam_is_fused_in_full_precision_only(precision, fused):
+    """Fused Adam where Lightning allows gradient clipping with it: not under mixed precision."""
+    from sa4depth.train.system import DepthPoseSystem
+
+    cfg = load_config(None, [f"trainer.precision={precision}", "model.encoder=resnet18_slim"])
+    assert bool(DepthPoseSystem(cfg).configure_optimizers()["optimizer"].defaults["fused"]) is fused
+
+
 def test_pose_lr_scale_gives_the_pose_net_its_own_learning_rate_under_the_schedule():
     from sa4depth.errors import InputError
     from sa4depth.train.system import DepthPoseSystem

@@ -9,10 +9,12 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing
+import multiprocessing.connection
 import os
 import time
 from pathlib import Path
 
+import lightning as L
 import numpy as np
 import torch
 
@@ -209,9 +211,35 @@ def train_and_evaluate(
     return results, system.model
 
 
-def _train_child(name: str, run_dir: str, overrides: list[str], threads: int) -> None:
-    """One variant in its own process (the demo trains the variants side by side)."""
-    torch.set_num_threads(threads)
+class TakeFreedCores(L.Callback):
+    """Before each step, use this machine's cores shared among the trainings still running.
+
+    Side by side the baseline finishes well before SA4Depth (its steps are cheaper); without this the
+    core it frees idles while SA4Depth goes on with one thread.
+
+    Args:
+        running: how many trainings are still running (the parent lowers it as each one ends).
+        cores: the cores to share.
+    """
+
+    def __init__(self, running, cores: int):
+        self.running, self.cores = running, cores
+
+    def share(self) -> None:
+        threads = max(1, self.cores // max(1, self.running.value))
+        if threads != torch.get_num_threads():
+            torch.set_num_threads(threads)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.share()
+
+
+def _train_child(name: str, run_dir: str, overrides: list[str], running=None, cores: int = 1) -> None:
+    """One variant in its own process (the demo trains the variants side by side); see `TakeFreedCores`."""
+    callbacks = []
+    if running is not None:
+        callbacks.append(TakeFreedCores(running, cores))
+        callbacks[0].share()
     from sa4depth.train.run import StepProgress
 
     # Lightning's start and stop notices ("GPU available", "max_steps reached") twice over would bury
@@ -225,7 +253,7 @@ def _train_child(name: str, run_dir: str, overrides: list[str], threads: int) ->
         overrides,
         progress=True,
         recipe=recipe_path(RECIPE),
-        callbacks=[progress],
+        callbacks=[progress, *callbacks],
         overwrite=True,
     )
 
@@ -237,17 +265,22 @@ def train_variants(runs: dict[str, tuple[Path, list[str]]], parallel: bool) -> N
     """
     if not parallel:
         for name, (run_dir, overrides) in runs.items():
-            _train_child(name, str(run_dir), overrides, torch.get_num_threads())
+            _train_child(name, str(run_dir), overrides)
         return
-    threads = max(1, (os.cpu_count() or 2) // len(runs))
     ctx = multiprocessing.get_context("spawn")
+    running, cores = ctx.Value("i", len(runs)), os.cpu_count() or 2
     procs = {
-        name: ctx.Process(target=_train_child, args=(name, str(run_dir), overrides, threads))
+        name: ctx.Process(target=_train_child, args=(name, str(run_dir), overrides, running, cores))
         for name, (run_dir, overrides) in runs.items()
     }
     for p in procs.values():
         p.start()
     try:
+        pending = list(procs.values())
+        while pending:
+            ended = multiprocessing.connection.wait([p.sentinel for p in pending])
+            pending = [p for p in pending if p.sentinel not in ended]
+            running.value = len(pending)
         for p in procs.values():
             p.join()
     except KeyboardInterrupt:

@@ -73,8 +73,9 @@ class PoseRefinement(nn.Module):
             return image_pyramid_features(images, self.cfg.levels)
         if self.depth_encoder is not None:
             out = self.feature_net(self.depth_encoder(images))
-            return out["features"], out["confidence"]
-        out = self.feature_net(images.contiguous(memory_format=torch.channels_last))
+        else:
+            out = self.feature_net(images.contiguous(memory_format=torch.channels_last))
+        # The convolutions run channels-last (here and in the depth encoder); the LM wants contiguous maps.
         return [f.contiguous() for f in out["features"]], [c.contiguous() for c in out["confidence"]]
 
     def forward(

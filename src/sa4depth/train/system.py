@@ -86,6 +86,10 @@ def parameter_digest(module: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
+#: Lightning's full-precision values, under which Adam runs fused (see `configure_optimizers`).
+FULL_PRECISION = ("32-true", "32", "64-true", "64")
+
+
 class DepthPoseSystem(L.LightningModule):
     """Trains a `DepthPoseModel` with Adam and a step schedule; validates depth against ground truth.
 
@@ -201,7 +205,12 @@ class DepthPoseSystem(L.LightningModule):
 
     def configure_optimizers(self):
         o = self.cfg.optim
-        optimizer = torch.optim.Adam(self.parameter_groups(), lr=o.lr)
+        # Fused Adam updates every parameter in one kernel instead of a Python loop over ~350 tensors
+        # (measured on one core for the CPU recipe with SA4Depth: 0.016 s against 0.05-0.065 s per step).
+        # Only in full precision: under mixed precision Lightning refuses gradient clipping with an
+        # optimizer that could unscale its own gradients, as the fused one does.
+        fused = str(self.cfg.trainer.precision) in FULL_PRECISION
+        optimizer = torch.optim.Adam(self.parameter_groups(), lr=o.lr, fused=fused)
         if o.schedule == "step":
             scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=o.step_size, gamma=o.gamma)
             return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
