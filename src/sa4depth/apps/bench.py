@@ -252,7 +252,8 @@ class TrainStep:
         torch.manual_seed(seed)
         self.cfg = _config(overrides)
         self.model = DepthPoseModel(self.cfg).train()
-        self.optimizer = torch.optim.Adam([p for p in self.model.parameters() if p.requires_grad], lr=1e-4)
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.Adam(trainable, lr=1e-4, fused=True)  # as training in full precision
         self.timer = ComponentTimer()
         m = self.model
         self.timer.wrap_module(m.depth_net, "depth_net")

@@ -129,6 +129,10 @@ class DepthNet(nn.Module):
         self.decoder = DepthDecoder(self.encoder.num_ch_enc, channels, num_scales=num_scales)
         self.min_depth = float(min_depth)
         self.max_depth = float(max_depth)
+        # Channels-last weights run the convolutions channels-last whatever the input's layout (oneDNN on
+        # CPU, tensor cores on GPU); the outputs have one channel, so their layout is the plain one.
+        # Measured: `benchmarks/results/layout_speed.json` (training), `inference.json` (inference).
+        self.to(memory_format=torch.channels_last)
 
     def forward(self, image: torch.Tensor) -> list[torch.Tensor]:
         """Predict disparities.

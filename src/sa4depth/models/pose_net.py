@@ -150,6 +150,7 @@ class PoseNet(nn.Module):
                 int(encoder[len("resnet") :]), num_input_images=2, pretrained_path=pretrained_path
             )
         self.decoder = PoseDecoder(self.encoder.num_ch_enc)
+        self.to(memory_format=torch.channels_last)  # as `DepthNet`, measured there; outputs are pooled
 
     def raw(self, image_a: torch.Tensor, image_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The network's outputs for ``T_b_a`` before conversion to a `Pose`.

@@ -39,12 +39,6 @@ class DepthPoseModel(nn.Module):
             max_depth=m.max_depth,
         )
         self.pose_net = PoseNet(encoder=m.pose_encoder, pretrained_path=m.weights(m.pose_pretrained))
-        # Channels-last weights make the convolutions run channels-last (oneDNN on CPU, tensor cores on
-        # GPU) whatever the input's layout; outputs have one channel (disparity) or are pooled (pose).
-        # Measured side by side on one core, CPU recipe at 64x192, batch 4: a training step 7-13 %
-        # faster for the baseline and 12-17 % with SA4Depth, the same losses to float32 rounding.
-        self.depth_net.to(memory_format=torch.channels_last)
-        self.pose_net.to(memory_format=torch.channels_last)
         self.objective = build_objective(cfg.loss)
         self.refinement = None
         if cfg.refine.enabled:
