@@ -1,9 +1,10 @@
 """Training step time of the CPU recipe before and after channels-last nets and fused Adam, side by side.
 
 "before": depth and pose nets contiguous, Adam looping over its tensors (the code up to 2026-12-07);
-"now": the nets as `DepthPoseModel` builds them (channels-last) and fused Adam, as `DepthPoseSystem`
-configures it. Both variants (baseline, + SA4Depth) on the same random batch; the settings alternate
-within each repeat, so machine load hits them alike. Also checks the first steps' losses agree.
+"now": the nets as `DepthNet` and `PoseNet` build them (channels-last) and fused Adam, as
+`DepthPoseSystem` configures it in full precision. Both variants (baseline, + SA4Depth) on the same
+random batch; the settings alternate within each repeat, so machine load hits them alike. The first
+steps' losses are kept in the JSON, to compare.
 
     OMP_NUM_THREADS=1 python benchmarks/layout_speed.py --out benchmarks/results/layout_speed.json
 """

@@ -267,3 +267,14 @@ def test_scale_by_street_normalises_by_all_streets_and_splits_by_true_rotation(t
     table = scale_by_street.street_table(run, data)
     assert table["a"]["all"] == pytest.approx(1.0) and table["b"]["all"] == pytest.approx(1.0)
     assert table["a"]["straighter"] == pytest.approx(0.5) and table["a"]["turning"] == pytest.approx(1.5)
+
+
+def test_layout_speed_times_contiguous_unfused_before_and_channels_last_fused_now():
+    layout_speed = _load("layout_speed")
+    settings = (("before", torch.contiguous_format, False), ("now", torch.channels_last, True))
+    for setting, layout, fused in settings:
+        step = layout_speed.build("baseline", setting)
+        for net in (step.model.depth_net, step.model.pose_net):
+            convs = [m.weight for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+            assert convs and all(w.is_contiguous(memory_format=layout) for w in convs), setting
+        assert bool(step.optimizer.defaults["fused"]) is fused

@@ -410,10 +410,12 @@ def exported_depth_model(
 
 
 def eager_depth_model(depth_net: nn.Module, channels_last: bool = False, inference_mode: bool = False):
-    """Eager ``image -> depth``: plain ``no_grad``, or ``inference_mode`` and/or channels-last memory."""
-    net = depth_net.eval()
-    if channels_last:
-        net = net.to(memory_format=torch.channels_last)
+    """Eager ``image -> depth``: plain ``no_grad``, or ``inference_mode`` and/or channels-last memory.
+
+    Without ``channels_last`` the weights are made contiguous (``DepthNet`` builds them channels-last),
+    so that "eager" stays the plain reference the other back-ends are compared with.
+    """
+    net = depth_net.eval().to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     context = torch.inference_mode if inference_mode else torch.no_grad
 
     def run(x: torch.Tensor) -> torch.Tensor:
