@@ -19,8 +19,8 @@ from sa4depth.train.run import FORK_RECORD, kept_checkpoint, train
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 # 5 frames -> 3 targets per sequence, 6 in all: 3 steps per epoch at batch size 2.
-# The fork at an epoch end: Lightning resumes a mid-epoch checkpoint with that epoch's batches in a new
-# order (README, "Resuming"), so only an epoch-end fork can equal the uninterrupted run bit for bit.
+# The fork compared bit for bit is the one at an epoch end (step 3); the mid-epoch checkpoint (step 2)
+# only shows that kept steps need not fall on an epoch end.
 WARMUP, TOTAL = 3, 6
 SA4 = ["refine.enabled=true", f"refine.warmup_steps={WARMUP}"]
 
