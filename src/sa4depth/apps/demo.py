@@ -259,7 +259,7 @@ def _train_child(name: str, run_dir: str, overrides: list[str], running=None, co
 
 
 def train_variants(runs: dict[str, tuple[Path, list[str]]], parallel: bool) -> None:
-    """Train every variant; side by side in separate processes (one core each) when ``parallel``.
+    """Train every variant; side by side in separate processes when ``parallel`` (`TakeFreedCores`).
 
     A failed child is an error naming its run folder (its own message is above it on the screen).
     """
