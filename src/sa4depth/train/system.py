@@ -205,8 +205,8 @@ class DepthPoseSystem(L.LightningModule):
 
     def configure_optimizers(self):
         o = self.cfg.optim
-        # Fused Adam updates every parameter in one kernel instead of a Python loop over ~350 tensors
-        # (measured on one core for the CPU recipe with SA4Depth: 0.016 s against 0.05-0.065 s per step).
+        # Fused Adam updates every parameter in one kernel instead of a Python loop over ~350 tensors (part
+        # of the step-time gain in benchmarks/results/layout_speed.json).
         # Only in full precision: under mixed precision Lightning refuses gradient clipping with an
         # optimizer that could unscale its own gradients, as the fused one does.
         fused = str(self.cfg.trainer.precision) in FULL_PRECISION
