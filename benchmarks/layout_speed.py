@@ -18,7 +18,7 @@ import time
 import torch
 
 from sa4depth.apps.bench import TrainStep, machine_info, random_batch, summarize
-from sa4depth.errors import run_script
+from sa4depth.errors import InputError, run_script
 from sa4depth.eval.report_table import write_metrics_json
 
 # The CPU recipe's networks and loss (src/sa4depth/recipes/synthetic_cpu.yaml) at its 64x192, batch 4.
@@ -51,6 +51,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
+    for name in ("steps", "repeats"):
+        if getattr(args, name) < 1:
+            raise InputError(f"--{name}", f"must be at least 1, got {getattr(args, name)}")
     batch = random_batch(4, 64, 192)
     result = {"command": "python " + " ".join(sys.argv), "machine_before": machine_info(), "variants": {}}
     times = {v: {"before": [], "now": []} for v in VARIANTS}

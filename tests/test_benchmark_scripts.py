@@ -278,3 +278,14 @@ def test_layout_speed_times_contiguous_unfused_before_and_channels_last_fused_no
             convs = [m.weight for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
             assert convs and all(w.is_contiguous(memory_format=layout) for w in convs), setting
         assert bool(step.optimizer.defaults["fused"]) is fused
+
+
+@pytest.mark.parametrize("flag", ["--steps", "--repeats"])
+def test_layout_speed_refuses_zero_steps_or_repeats_in_one_line(flag, tmp_path, monkeypatch):
+    from sa4depth.errors import InputError
+
+    layout_speed = _load("layout_speed")
+    monkeypatch.setattr("sys.argv", ["layout_speed.py", flag, "0", "--out", str(tmp_path / "x.json")])
+    with pytest.raises(InputError, match=f"{flag}: must be at least 1, got 0"):
+        layout_speed.main()
+    assert not (tmp_path / "x.json").exists()
