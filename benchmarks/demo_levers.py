@@ -57,6 +57,16 @@ RUNS = {
     # Monodepth2's own four loss scales: the coarse depths give the pose net a wider basin early on.
     "four_scales": ("Monodepth2's four loss scales instead of one", ["loss.num_scales=4"]),
     "smooth_1e-2": ("smoothness weight 1e-2 instead of 1e-3", ["loss.smoothness_weight=1e-2"]),
+    # Not a speed-up of the pose net: its start. At the identity the depth net sees no motion at first.
+    "forward_init": (
+        "the pose net starts at 0.015 depth units forward per frame (the world's base speed, 0.75 m, at "
+        "the ~50 m per unit joint training settles on)",
+        ["model.pose_forward_init=0.015"],
+    ),
+    "forward_init_frozen_bn": (
+        "forward start and frozen batch norm",
+        ["model.pose_forward_init=0.015", "model.freeze_bn=true"],
+    ),
 }
 
 

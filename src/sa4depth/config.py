@@ -51,6 +51,10 @@ class ModelConfig:
     # stay in eval mode; scale and shift still learn). With batch 4 the batch statistics are noisy and
     # the running averages lag the changing weights, so train and eval see different networks.
     freeze_bn: bool = False
+    # The pose net's initial motion for a time-ordered pair: forward by this much per frame, in network
+    # depth units (0: Monodepth2's identity start). For a camera that drives forward, the depth net then
+    # gets a usable signal from the first step instead of from a near-zero translation.
+    pose_forward_init: float = 0.0
     min_depth: float = 0.1
     max_depth: float = 100.0
 
@@ -400,6 +404,7 @@ def validate_config(cfg: Config, source: str = "config", overrides: list[str] | 
         "needs a pretrained encoder (model.pretrained or model.pose_pretrained): "
         "untrained batch-norm statistics would be frozen at 0 and 1",
     )
+    need("model.pose_forward_init", math.isfinite(m.pose_forward_init), "must be finite")
     positive("model.min_depth", m.min_depth)
     need(
         "model.max_depth",

@@ -173,6 +173,7 @@ CASES = {
     "warmup negative": _config_case("optim.warmup_steps=-1", "optim.warmup_steps", ">= 0"),
     "pose encoder unknown": _config_case("model.pose_encoder=vgg", "model.pose_encoder", "small"),
     "encoder unknown": _config_case("model.encoder=vgg", "model.encoder", "efficientnet_lite0"),
+    "pose forward init nan": _config_case("model.pose_forward_init=nan", "model.pose_forward_init", "finite"),
     # Config files and folders.
     "non-UTF-8 config": lambda c: (
         ["train", "--config", _file(c, "bad.yaml", b"optim:\n  lr: \xff\xfe\n")],

@@ -33,6 +33,18 @@ def test_near_identity_at_init(net):
     assert bool((trans < 1e-3).all()), trans  # measured ~5e-5
 
 
+def test_forward_init_moves_a_static_point_closer_by_that_much():
+    torch.manual_seed(0)
+    T_later_earlier = PoseNet(encoder="small", forward_init=0.02)(
+        torch.rand(2, 3, 64, 192), torch.rand(2, 3, 64, 192)
+    )
+    point = torch.tensor([1.0, -0.5, 4.0])  # in the earlier camera, in network depth units
+    moved = T_later_earlier.transform(point.expand(2, 1, 3))
+    # Straight ahead by 0.02 to within the near-identity start's ~1e-3 (test_near_identity_at_init).
+    expected = point - torch.tensor([0.0, 0.0, 0.02])
+    torch.testing.assert_close(moved, expected.expand(2, 1, 3), atol=2e-3, rtol=0)
+
+
 def test_stacks_target_then_source(net):
     seen = {}
     hook = net.encoder.encoder.conv1.register_forward_pre_hook(lambda m, args: seen.update(x=args[0]))

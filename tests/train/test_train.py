@@ -279,3 +279,26 @@ def test_freeze_bn_keeps_the_pretrained_encoders_imagenet_statistics_in_training
     assert changed == [False, True]
     with pytest.raises(InputError, match="freeze_bn"):
         load_config(None, ["model.freeze_bn=true"])
+
+
+def test_freeze_bn_holds_through_lightning_fit_and_its_validation(world, tmp_path):
+    """Lightning never calls train() at fit start and restores module modes after validation."""
+    from sa4depth.train.system import DepthPoseSystem
+
+    lite0 = [
+        "model.encoder=efficientnet_lite0",
+        "model.pretrained=imagenet",
+        "model.pose_encoder=efficientnet_lite0",
+        "model.pose_pretrained=imagenet",
+        "model.freeze_bn=true",
+    ]
+    cfg = config(world, tmp_path / "run", *lite0, "trainer.max_steps=2", "trainer.val_check_interval=1")
+    trained, _ = load_checkpoint(train(cfg, enable_progress_bar=False) / "last.ckpt")
+    imagenet = DepthPoseSystem(cfg).state_dict()
+    running = [k for k in imagenet if "encoder" in k and ("running_mean" in k or "running_var" in k)]
+    assert len(running) == 2 * 2 * 48  # mean and var of 48 batch norms in each Lite0 encoder
+    for key in running:
+        torch.testing.assert_close(trained.state_dict()[key], imagenet[key], rtol=0, atol=0, msg=key)
+    # The ImageNet weights themselves did train.
+    stem = "model.depth_net.encoder.encoder._conv_stem.weight"
+    assert not torch.equal(trained.state_dict()[stem], imagenet[stem])

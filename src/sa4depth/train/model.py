@@ -38,7 +38,11 @@ class DepthPoseModel(nn.Module):
             min_depth=m.min_depth,
             max_depth=m.max_depth,
         )
-        self.pose_net = PoseNet(encoder=m.pose_encoder, pretrained_path=m.weights(m.pose_pretrained))
+        self.pose_net = PoseNet(
+            encoder=m.pose_encoder,
+            pretrained_path=m.weights(m.pose_pretrained),
+            forward_init=m.pose_forward_init,
+        )
         self.objective = build_objective(cfg.loss)
         self.refinement = None
         if cfg.refine.enabled:

@@ -225,6 +225,10 @@ class DepthPoseSystem(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def on_train_start(self) -> None:
+        # Lightning 2.x never calls train() when fitting starts (it keeps each module's mode as built, and
+        # validation restores the modes it found), so `DepthPoseModel.train`'s frozen batch norm is applied
+        # here; validation then keeps it.
+        self.model.train()
         # Also here: a run resumed mid-epoch starts without on_train_epoch_start.
         self._set_train_epoch()
         datamodule = self.trainer.datamodule
