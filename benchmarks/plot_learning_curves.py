@@ -10,7 +10,7 @@ e.g. a baseline under different recipes, in one column:
 
     python benchmarks/plot_learning_curves.py --out levers.png \
         --lever recipe=benchmarks/results/pretrained_3000:monodepth2 \
-        --lever "frozen BN=benchmarks/results/frozen_bn_3000:monodepth2"
+        --lever 96x320=benchmarks/results/size_96x320_3000:monodepth2
 """
 
 from __future__ import annotations
