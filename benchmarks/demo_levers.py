@@ -64,6 +64,10 @@ RUNS = {
         "forward start and frozen batch norm",
         ["model.pose_forward_init=0.015", "model.freeze_bn=true"],
     ),
+    "forward_init_constant_lr": (
+        "forward start and no decay",
+        ["model.pose_forward_init=0.015", "optim.schedule=step", "optim.step_size=1000000"],
+    ),
     # Seeds 1 and 2 of the recipe and of the lever that did best on seed 0: is the gain more than noise?
     "recipe_seed1": ("the recipe, seed 1", ["trainer.seed=1"]),
     "recipe_seed2": ("the recipe, seed 2", ["trainer.seed=2"]),
