@@ -8,6 +8,14 @@ from sa4depth.config import load_config
 from sa4depth.data.toy import toy_world
 from sa4depth.train.run import load_checkpoint, train
 
+# Both encoders from the packaged ImageNet EfficientNet-Lite0 (the CPU recipe's).
+LITE0 = [
+    "model.encoder=efficientnet_lite0",
+    "model.pretrained=imagenet",
+    "model.pose_encoder=efficientnet_lite0",
+    "model.pose_pretrained=imagenet",
+]
+
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
@@ -243,17 +251,11 @@ def test_freeze_bn_keeps_the_pretrained_encoders_imagenet_statistics_in_training
     from sa4depth.errors import InputError
     from sa4depth.train.system import DepthPoseSystem
 
-    lite0 = [
-        "model.encoder=efficientnet_lite0",
-        "model.pretrained=imagenet",
-        "model.pose_encoder=efficientnet_lite0",
-        "model.pose_pretrained=imagenet",
-    ]
     torch.manual_seed(0)
     images = torch.rand(2, 3, 64, 96)
 
     def stats_after_a_training_forward(*extra):
-        system = DepthPoseSystem(load_config(None, [*lite0, *extra])).train()
+        system = DepthPoseSystem(load_config(None, [*LITE0, *extra])).train()
         encoders = (system.model.depth_net.encoder, system.model.pose_net.encoder)
         before = [{k: v.clone() for k, v in e.state_dict().items() if "running" in k} for e in encoders]
         system.model.depth_net(images)
@@ -285,14 +287,14 @@ def test_freeze_bn_holds_through_lightning_fit_and_its_validation(world, tmp_pat
     """Lightning never calls train() at fit start and restores module modes after validation."""
     from sa4depth.train.system import DepthPoseSystem
 
-    lite0 = [
-        "model.encoder=efficientnet_lite0",
-        "model.pretrained=imagenet",
-        "model.pose_encoder=efficientnet_lite0",
-        "model.pose_pretrained=imagenet",
+    cfg = config(
+        world,
+        tmp_path / "run",
+        *LITE0,
         "model.freeze_bn=true",
-    ]
-    cfg = config(world, tmp_path / "run", *lite0, "trainer.max_steps=2", "trainer.val_check_interval=1")
+        "trainer.max_steps=2",
+        "trainer.val_check_interval=1",
+    )
     trained, _ = load_checkpoint(train(cfg, enable_progress_bar=False) / "last.ckpt")
     imagenet = DepthPoseSystem(cfg).state_dict()
     running = [k for k in imagenet if "encoder" in k and ("running_mean" in k or "running_var" in k)]
