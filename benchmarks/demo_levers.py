@@ -32,6 +32,10 @@ from sa4depth.train.run import train
 OUT = Path("benchmarks/results/demo_levers")
 DATA = "data/synthetic_benchmark_64x192"
 COMMON = ["trainer.val_check_interval=100", "trainer.checkpoint_every_n_steps=100", "trainer.save_best=false"]
+# The pose net's forward start (the demo's value, `sa4depth.apps.demo.RECIPE_CHANGES`) and a schedule
+# that holds the learning rate, each used by several runs below.
+FORWARD_START = "model.pose_forward_init=0.015"
+NO_DECAY = ["optim.schedule=step", "optim.step_size=1000000"]
 # name -> (why, overrides on top of the recipe). The baseline's early val pose-depth ratio is 1.6-2.0
 # (benchmarks/results/pretrained_3000): the pose net's translations lag the depth net's scale for the
 # first ~750 steps, so the levers speed up the pose net or keep the learning rate up for longer.
@@ -42,7 +46,7 @@ RUNS = {
     "lr1e-3": ("every network at 1e-3 instead of 3e-4", ["optim.lr=1e-3"]),
     "constant_lr": (
         "no decay: the recipe's 3e-4 held for all 600 steps",
-        ["optim.schedule=step", "optim.step_size=1000000"],
+        NO_DECAY,
     ),
     "pose_lr10_lr1e-3": ("both", ["optim.lr=1e-3", "optim.pose_lr_scale=10"]),
     # The recipe's val curve jumps (0.43 / 0.65 / 0.35 at 200 / 400 / 600): batch statistics of 4 images
@@ -58,21 +62,21 @@ RUNS = {
     "forward_init": (
         "the pose net starts at 0.015 depth units forward per frame (the world's base speed, 0.75 m, at "
         "the ~50 m per unit joint training settles on)",
-        ["model.pose_forward_init=0.015"],
+        [FORWARD_START],
     ),
     "forward_init_frozen_bn": (
         "forward start and frozen batch norm",
-        ["model.pose_forward_init=0.015", "model.freeze_bn=true"],
+        [FORWARD_START, "model.freeze_bn=true"],
     ),
     "forward_init_constant_lr": (
         "forward start and no decay",
-        ["model.pose_forward_init=0.015", "optim.schedule=step", "optim.step_size=1000000"],
+        [FORWARD_START, *NO_DECAY],
     ),
     # Seeds 1 and 2 of the recipe and of the lever that did best on seed 0: is the gain more than noise?
     "recipe_seed1": ("the recipe, seed 1", ["trainer.seed=1"]),
     "recipe_seed2": ("the recipe, seed 2", ["trainer.seed=2"]),
-    "forward_init_seed1": ("forward start, seed 1", ["model.pose_forward_init=0.015", "trainer.seed=1"]),
-    "forward_init_seed2": ("forward start, seed 2", ["model.pose_forward_init=0.015", "trainer.seed=2"]),
+    "forward_init_seed1": ("forward start, seed 1", [FORWARD_START, "trainer.seed=1"]),
+    "forward_init_seed2": ("forward start, seed 2", [FORWARD_START, "trainer.seed=2"]),
 }
 
 
